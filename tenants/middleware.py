@@ -1,0 +1,47 @@
+"""Tenant resolution: `request.tenant` and `request.membership` from the user's current membership.
+
+The current tenant's id is kept in the session; a user with no valid choice gets their first membership.
+Members of a suspended tenant see one page saying so and can do nothing else there (they may still log out
+or switch to another tenant). The `/v1/` proxy path authenticates by API key and is left alone.
+"""
+
+from django.shortcuts import render
+
+from .selectors import membership_get_for_user, membership_list_for_user
+
+SESSION_KEY = "tenant_id"
+# Paths a member of a suspended tenant may still use.
+SUSPENDED_ALLOWED_PREFIXES = ("/logout", "/tenants/switch", "/static/", "/healthz", "/admin/", "/staff/",
+                              "/finance/", "/password/")
+
+
+def resolve_membership(request):
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    tenant_id = request.session.get(SESSION_KEY)
+    membership = membership_get_for_user(user=user, tenant_id=tenant_id) if tenant_id else None
+    if membership is None:
+        membership = membership_list_for_user(user=user).first()
+        if membership is not None:
+            request.session[SESSION_KEY] = membership.tenant_id
+    return membership
+
+
+class TenantMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path.startswith("/v1/"):
+            return self.get_response(request)
+        membership = resolve_membership(request)
+        request.membership = membership
+        request.tenant = membership.tenant if membership else None
+        if (
+            request.tenant is not None
+            and not request.tenant.is_active
+            and not request.path.startswith(SUSPENDED_ALLOWED_PREFIXES)
+        ):
+            return render(request, "tenants/suspended.html", {"tenant": request.tenant}, status=403)
+        return self.get_response(request)

@@ -1,0 +1,51 @@
+"""Reads for tenants. Every read of tenant-owned data takes the tenant."""
+
+from django.db.models import Count, QuerySet
+
+from .models import ApiKey, AuditEvent, Invite, Membership, Tenant, User
+
+
+def membership_list_for_user(*, user: User) -> QuerySet[Membership]:
+    return Membership.objects.filter(user=user).select_related("tenant", "tenant__plan").order_by("tenant__name")
+
+
+def membership_get_for_user(*, user: User, tenant_id) -> Membership | None:
+    return membership_list_for_user(user=user).filter(tenant_id=tenant_id).first()
+
+
+def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
+    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__email")
+
+
+def membership_get(*, tenant: Tenant, membership_id) -> Membership:
+    """Raises Membership.DoesNotExist for a missing id and for another tenant's id alike."""
+    return membership_list(tenant=tenant).get(pk=membership_id)
+
+
+def invite_list(*, tenant: Tenant) -> QuerySet[Invite]:
+    return Invite.objects.filter(tenant=tenant).select_related("created_by", "accepted_by")
+
+
+def invite_get(*, tenant: Tenant, invite_id) -> Invite:
+    return invite_list(tenant=tenant).get(pk=invite_id)
+
+
+def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(tenant=tenant).select_related("created_by")
+
+
+def api_key_get(*, tenant: Tenant, api_key_id) -> ApiKey:
+    return api_key_list(tenant=tenant).get(pk=api_key_id)
+
+
+def audit_list(*, tenant: Tenant) -> QuerySet[AuditEvent]:
+    return AuditEvent.objects.filter(tenant=tenant)
+
+
+def audit_get(*, tenant: Tenant, event_id) -> AuditEvent:
+    return audit_list(tenant=tenant).get(pk=event_id)
+
+
+def tenant_list_all_tenants() -> QuerySet[Tenant]:
+    """Staff only: every tenant with its plan and member count."""
+    return Tenant.objects.select_related("plan").annotate(member_count=Count("memberships")).order_by("name")

@@ -1,0 +1,192 @@
+"""Writes for tenants: one function per use case, keyword-only. Each change worth auditing writes an AuditEvent
+in the same transaction."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .keys import hash_secret, new_api_key_secret, new_invite_token
+from .models import ApiKey, AuditEvent, Invite, Membership, Plan, Tenant, User, slug_validator
+
+
+def audit_record(
+    *,
+    actor: User | None,
+    action: str,
+    tenant: Tenant | None = None,
+    target=None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    """Append one audit row. Call inside the transaction of the change it records."""
+    return AuditEvent.objects.create(
+        actor=actor if actor and actor.pk else None,
+        actor_email=actor.email if actor and actor.pk else "",
+        tenant=tenant,
+        action=action,
+        target_type=type(target).__name__.lower() if target is not None else "",
+        target_id=str(target.pk) if target is not None else "",
+        before=before,
+        after=after,
+    )
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str, plan: Plan, admin: User, actor: User | None = None) -> Tenant:
+    """Create a tenant with `admin` as its first admin. Raises ValidationError for a bad or taken slug."""
+    slug_validator(slug)
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": "That tenant slug is taken."})
+    tenant = Tenant.objects.create(slug=slug, name=name, plan=plan)
+    Membership.objects.create(user=admin, tenant=tenant, role=Membership.ROLE_ADMIN)
+    audit_record(actor=actor or admin, action="tenant.create", tenant=tenant, target=tenant,
+                 after={"slug": slug, "name": name, "plan": plan.slug})
+    return tenant
+
+
+@transaction.atomic
+def user_sign_up(*, email: str, password: str, name: str, tenant_name: str, tenant_slug: str) -> User:
+    """Sign-up: a new user and a new tenant on the Free plan, with the user as its admin."""
+    email = User.objects.normalize_email(email).lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "An account with this email already exists."})
+    try:
+        user = User.objects.create_user(email=email, password=password, name=name)
+    except IntegrityError:
+        raise ValidationError({"email": "An account with this email already exists."}) from None
+    free = Plan.objects.get(slug="free")
+    tenant_create(slug=tenant_slug, name=tenant_name, plan=free, admin=user)
+    return user
+
+
+@transaction.atomic
+def tenant_change_plan(*, tenant: Tenant, plan: Plan, actor: User) -> Tenant:
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if tenant.plan_id == plan.pk:
+        return tenant
+    before = {"plan": tenant.plan.slug}
+    tenant.plan = plan
+    tenant.save(update_fields=["plan"])
+    audit_record(actor=actor, action="tenant.plan_change", tenant=tenant, target=tenant,
+                 before=before, after={"plan": plan.slug})
+    return tenant
+
+
+@transaction.atomic
+def tenant_set_status(*, tenant: Tenant, status: str, actor: User) -> Tenant:
+    """Suspend or reactivate a tenant."""
+    if status not in dict(Tenant.STATUS_CHOICES):
+        raise ValidationError({"status": f"Unknown status {status!r}."})
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if tenant.status == status:
+        return tenant
+    before = {"status": tenant.status}
+    tenant.status = status
+    tenant.save(update_fields=["status"])
+    action = "tenant.suspend" if status == Tenant.STATUS_SUSPENDED else "tenant.reactivate"
+    audit_record(actor=actor, action=action, tenant=tenant, target=tenant, before=before, after={"status": status})
+    return tenant
+
+
+def _admin_count(tenant: Tenant) -> int:
+    return Membership.objects.filter(tenant=tenant, role=Membership.ROLE_ADMIN).count()
+
+
+@transaction.atomic
+def membership_change_role(*, membership: Membership, role: str, actor: User) -> Membership:
+    """Change a member's role. Refuses to demote the tenant's last admin."""
+    if role not in dict(Membership.ROLE_CHOICES):
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    # Lock the tenant's admin rows so two concurrent demotions cannot both pass the last-admin check.
+    list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Membership.ROLE_ADMIN))
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == role:
+        return membership
+    if membership.role == Membership.ROLE_ADMIN and _admin_count(membership.tenant) <= 1:
+        raise ValidationError("A tenant needs at least one admin: make someone else admin first.")
+    before = {"role": membership.role}
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(actor=actor, action="membership.role_change", tenant=membership.tenant, target=membership,
+                 before=before, after={"role": role, "user": membership.user.email})
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: User) -> None:
+    """Remove a member. Refuses to remove the tenant's last admin."""
+    list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Membership.ROLE_ADMIN))
+    membership = Membership.objects.select_for_update().get(pk=membership.pk)
+    if membership.role == Membership.ROLE_ADMIN and _admin_count(membership.tenant) <= 1:
+        raise ValidationError("This is the tenant's last admin: make someone else admin before removing them.")
+    audit_record(actor=actor, action="membership.remove", tenant=membership.tenant, target=membership,
+                 before={"user": membership.user.email, "role": membership.role})
+    membership.delete()
+
+
+@transaction.atomic
+def invite_create(*, tenant: Tenant, role: str, actor: User, email: str = "") -> tuple[Invite, str]:
+    """Create an invite link; returns the invite and its token (shown once, only its hash is stored)."""
+    if role not in dict(Membership.ROLE_CHOICES):
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    token = new_invite_token()
+    invite = Invite.objects.create(
+        tenant=tenant,
+        email=email,
+        role=role,
+        token_hash=hash_secret(token),
+        created_by=actor,
+        expires_at=timezone.now() + timedelta(hours=settings.INVITE_TTL_HOURS),
+    )
+    audit_record(actor=actor, action="invite.create", tenant=tenant, target=invite, after={"role": role, "email": email})
+    return invite, token
+
+
+@transaction.atomic
+def invite_accept(*, token: str, user: User) -> Membership:
+    """Join the invite's tenant. Raises ValidationError for an unknown, expired, revoked or used link."""
+    invite = Invite.objects.select_for_update().filter(token_hash=hash_secret(token)).first()
+    if invite is None or invite.revoked_at is not None:
+        raise ValidationError("This invite link is not valid. Ask your admin for a new one.")
+    if invite.accepted_at is not None:
+        raise ValidationError("This invite link has already been used. Ask your admin for a new one.")
+    if invite.expires_at <= timezone.now():
+        raise ValidationError("This invite link has expired. Ask your admin for a new one.")
+    if Membership.objects.filter(user=user, tenant=invite.tenant).exists():
+        raise ValidationError(f"You are already a member of {invite.tenant.name}.")
+    membership = Membership.objects.create(user=user, tenant=invite.tenant, role=invite.role)
+    invite.accepted_at = timezone.now()
+    invite.accepted_by = user
+    invite.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(actor=user, action="membership.join", tenant=invite.tenant, target=membership,
+                 after={"user": user.email, "role": invite.role})
+    return membership
+
+
+@transaction.atomic
+def api_key_create(*, tenant: Tenant, name: str, created_by: User) -> tuple[ApiKey, str]:
+    """Create an API key acting as `created_by`; returns the key and its secret (shown once)."""
+    name = name.strip()
+    if not name:
+        raise ValidationError({"name": "Give the key a name, e.g. the program that will use it."})
+    secret, prefix = new_api_key_secret()
+    key = ApiKey.objects.create(tenant=tenant, name=name[:100], prefix=prefix, key_hash=hash_secret(secret),
+                                created_by=created_by)
+    audit_record(actor=created_by, action="api_key.create", tenant=tenant, target=key,
+                 after={"name": key.name, "prefix": prefix})
+    return key, secret
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: User) -> ApiKey:
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at is not None:
+        return api_key
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="api_key.revoke", tenant=api_key.tenant, target=api_key,
+                 before={"name": api_key.name, "prefix": api_key.prefix})
+    return api_key
