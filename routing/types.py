@@ -1,0 +1,159 @@
+"""Normalized types of the routing core: what callers (chat worker, proxy API) send and receive.
+
+Callers never see provider differences: every provider's answer becomes a `RouteResult` with the same finish
+reasons and the same `Usage` shape. These are plain frozen dataclasses (no Django), so they cost nothing to build
+on the hot path and can be pickled into Celery or serialized with `as_dict()`.
+
+Usage rule (the one used for pricing everywhere): `input_tokens` counts only the uncached, non-cache-write
+prompt tokens; `cache_read_tokens` and `cache_write_tokens` are counted separately and priced at their own
+rates. Anthropic already reports it this way; for OpenAI-compatible providers `prompt_tokens` includes the
+cached tokens, so the adapter subtracts them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+
+ROLES = ("user", "assistant")
+TIERS = ("auto", "max")
+
+FINISH_STOP = "stop"
+FINISH_LENGTH = "length"
+FINISH_CONTENT_FILTER = "content_filter"
+FINISH_ERROR = "error"
+FINISH_CANCELLED = "cancelled"
+FINISH_REASONS = (FINISH_STOP, FINISH_LENGTH, FINISH_CONTENT_FILTER, FINISH_ERROR, FINISH_CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str  # "user" or "assistant"; the system prompt goes in ChatRequest.system
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    messages: tuple[ChatMessage, ...] | list[ChatMessage]
+    system: str | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | list[str] | None = None
+    stream: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    # True when output_tokens came from routing.cost.estimate_tokens because the provider never reported them
+    # (a stream cut short by a mid-stream error, a stop, or a client that went away).
+    output_estimated: bool = False
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Prices:
+    """Unit prices in USD per million tokens, as used to price one request (kept on the usage row)."""
+
+    input: Decimal
+    output: Decimal
+    cache_write: Decimal
+    cache_read: Decimal
+
+    def as_dict(self) -> dict:
+        return {k: str(v) for k, v in asdict(self).items()}
+
+
+# Attempt outcomes in the routing decision log.
+OUTCOME_OK = "ok"
+OUTCOME_ERROR = "error"
+OUTCOME_SKIPPED = "skipped"  # not called: breaker open, or half-open trial taken by another process
+OUTCOME_CANCELLED = "cancelled"
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One call (or skip) of one endpoint. The list of attempts is the routing decision log."""
+
+    endpoint: str
+    provider: str
+    outcome: str
+    error_kind: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "endpoint": self.endpoint,
+            "provider": self.provider,
+            "outcome": self.outcome,
+            "error_kind": self.error_kind,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 1),
+            "ttft_ms": None if self.ttft_ms is None else round(self.ttft_ms, 1),
+            "detail": self.detail,
+        }
+
+
+@dataclass(slots=True)
+class RouteResult:
+    text: str
+    finish_reason: str  # one of FINISH_REASONS
+    tier: str
+    endpoint: str  # our catalog slug of the endpoint that answered
+    provider: str  # provider config slug
+    upstream_model: str
+    usage: Usage
+    attempts: list[Attempt] = field(default_factory=list)
+    fallback_count: int = 0  # endpoints that failed before the one that answered
+    reason: str = ""  # why this chain, in words (policy decisions: tier, downgrade, skips)
+    cost: Decimal = Decimal("0")  # provider cost from routing.cost.price_usage at the answering endpoint
+    prices: Prices | None = None
+    error: str | None = None  # message for people when finish_reason == "error"
+
+    def as_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "finish_reason": self.finish_reason,
+            "tier": self.tier,
+            "endpoint": self.endpoint,
+            "provider": self.provider,
+            "upstream_model": self.upstream_model,
+            "usage": self.usage.as_dict(),
+            "attempts": [a.as_dict() for a in self.attempts],
+            "fallback_count": self.fallback_count,
+            "reason": self.reason,
+            "cost": str(self.cost),
+            "prices": self.prices.as_dict() if self.prices else None,
+            "error": self.error,
+        }
+
+
+# --- Stream events yielded by routing.core.route_stream ---
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageUpdate:
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    result: RouteResult
+
+
+# Internal to the adapters and dispatch (not yielded by the core): the provider said the answer ended.
+@dataclass(frozen=True, slots=True)
+class Finish:
+    finish_reason: str
