@@ -167,3 +167,32 @@ LOGGING = {
 
 # --- Tenancy ---
 INVITE_TTL_HOURS = env.int("INVITE_TTL_HOURS", default=72)
+
+# --- Routing core (routing/) -------------------------------------------------------------------------------
+# Provider URLs and keys come only from the environment, never from the database. With no keys set, `make dev`
+# runs the fake provider and points both base URLs at it.
+ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
+ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
+MOONSHOT_API_KEY = env.str("MOONSHOT_API_KEY", default="")
+MOONSHOT_BASE_URL = env.str("MOONSHOT_BASE_URL", default="https://api.moonshot.ai/v1")
+# Upstream HTTP: connect timeout, and the longest silence allowed between bytes of an answer.
+ROUTING_CONNECT_TIMEOUT = env.float("ROUTING_CONNECT_TIMEOUT", default=5.0)
+ROUTING_READ_TIMEOUT = env.float("ROUTING_READ_TIMEOUT", default=60.0)
+ROUTING_POOL_MAX_CONNECTIONS = env.int("ROUTING_POOL_MAX_CONNECTIONS", default=200)
+ROUTING_POOL_MAX_KEEPALIVE = env.int("ROUTING_POOL_MAX_KEEPALIVE", default=100)
+ROUTING_POOL_KEEPALIVE_EXPIRY = env.float("ROUTING_POOL_KEEPALIVE_EXPIRY", default=30.0)
+# Overall deadline for an answer to start (all fallbacks and retries), and the retries on the last endpoint.
+ROUTING_DEADLINE_SECONDS = env.float("ROUTING_DEADLINE_SECONDS", default=90.0)
+ROUTING_RETRY_ATTEMPTS = env.int("ROUTING_RETRY_ATTEMPTS", default=3)
+ROUTING_BACKOFF_BASE_SECONDS = env.float("ROUTING_BACKOFF_BASE_SECONDS", default=0.5)
+ROUTING_BACKOFF_MAX_SECONDS = env.float("ROUTING_BACKOFF_MAX_SECONDS", default=10.0)
+# Circuit breaker per endpoint: N consecutive failures open it for the cool-down, then one trial goes through.
+ROUTING_BREAKER_THRESHOLD = env.int("ROUTING_BREAKER_THRESHOLD", default=5)
+ROUTING_BREAKER_COOLDOWN_SECONDS = env.float("ROUTING_BREAKER_COOLDOWN_SECONDS", default=30.0)
+ROUTING_BREAKER_TRIAL_SECONDS = env.float("ROUTING_BREAKER_TRIAL_SECONDS", default=60.0)
+# Request limits and the reservation default when a request names no max_tokens.
+ROUTING_DEFAULT_MAX_TOKENS = env.int("ROUTING_DEFAULT_MAX_TOKENS", default=4096)
+ROUTING_MAX_TOKENS_LIMIT = env.int("ROUTING_MAX_TOKENS_LIMIT", default=64000)
+# How long a process keeps its in-memory copy of the model catalog (admin edits show up within this time).
+ROUTING_CATALOG_TTL_SECONDS = env.float("ROUTING_CATALOG_TTL_SECONDS", default=10.0)
+# --- end Routing core ---

@@ -56,3 +56,90 @@ def _plan(slug):
     from tenants.models import Plan
 
     return Plan.objects.get(slug=slug)
+
+
+# --- The fake LLM provider (routing) ---------------------------------------------------------------------
+# One real server process per test session on a free loopback port; each test gets it reset (no scenarios,
+# empty request log, circuit breakers closed) and the provider settings pointed at it. The URLs and keys are
+# also exported to os.environ so processes the tests start (a Celery worker, a second process) inherit them.
+
+
+class FakeProviderHandle:
+    def __init__(self, url: str):
+        import httpx
+
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=5)
+
+    def scenario(self, model: str, options: dict | None = None, **opts) -> None:
+        """Set the behaviour for one upstream model id (see routing/fake_provider/app.py for the options)."""
+        self._http.post("/_control/scenario", json={"model": model, **(options or {}), **opts}).raise_for_status()
+
+    def reset(self) -> None:
+        self._http.post("/_control/reset").raise_for_status()
+
+    def requests(self) -> list[dict]:
+        """The requests received since the last reset: [{"model", "protocol", "stream", "status", ...}]."""
+        return self._http.get("/_control/requests").json()["requests"]
+
+    def models_called(self) -> list[str]:
+        return [r["model"] for r in self.requests()]
+
+
+@pytest.fixture(scope="session")
+def fake_provider_server():
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "routing.fake_provider", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=str(settings.BASE_DIR),
+    )
+    line = proc.stdout.readline()
+    if not line.startswith("FAKE_PROVIDER_URL "):
+        proc.kill()
+        raise RuntimeError(f"fake provider did not start: {line!r}")
+    url = line.split(" ", 1)[1].strip()
+    env = {
+        "ANTHROPIC_BASE_URL": url,
+        "ANTHROPIC_API_KEY": "fake-anthropic-key",
+        "MOONSHOT_BASE_URL": f"{url}/v1",
+        "MOONSHOT_API_KEY": "fake-moonshot-key",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    handle = FakeProviderHandle(url)
+    yield handle
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    proc.terminate()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture
+def fake_provider(fake_provider_server, settings):
+    import os
+
+    for name in ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "MOONSHOT_BASE_URL", "MOONSHOT_API_KEY"):
+        setattr(settings, name, os.environ[name])
+    fake_provider_server.reset()
+    _close_all_breakers()
+    yield fake_provider_server
+    fake_provider_server.reset()
+
+
+def _close_all_breakers():
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter("kc:breaker:*"))
+    if keys:
+        client.delete(*keys)
+    client.close()

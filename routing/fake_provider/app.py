@@ -1,0 +1,338 @@
+"""A fake LLM provider: a tiny raw ASGI app speaking the Anthropic Messages API and OpenAI-compatible chat
+completions, with deterministic answers, exact usage, and failure injection per model.
+
+It deliberately does not import Django (or anything of routing): it is a stand-in for the internet, and the
+routing core must not know it is fake. Behaviour per upstream model id is set with
+`POST /_control/scenario {"model": "<id>", ...options}`; `POST /_control/reset` forgets all scenarios and the
+request log; `GET /_control/requests` returns the request log (model, protocol, stream, status).
+
+Scenario options (all optional):
+  status, error_type, error_message, retry_after  an HTTP error answer (with the protocol's error body)
+  fail_times       apply `status` only to the first N requests of that model, then answer normally
+  ttft_ms          wait before the first byte of the answer
+  delay_ms         wait between deltas
+  tokens           number of output tokens (= deltas) of the default answer (default 12)
+  text             force the answer text (split into tokens at word boundaries)
+  error_after      streaming: send N deltas, then a mid-stream error (error_type, default overloaded/server)
+  hang             never answer (until the client goes away)
+  hang_after       streaming: send N deltas, then hang
+  malformed_after  streaming: send N deltas, then a chunk that is not JSON
+  cache_read_tokens, cache_write_tokens  report prompt caching (cache write is Anthropic only)
+  usage_in_choice  OpenAI protocol: put usage inside the last choice (Moonshot's form) instead of a usage chunk
+  finish_reason    force the provider's own stop reason (e.g. "content_filter", "max_tokens")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+
+DEFAULT_TOKENS = 12
+FILLER = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet")
+
+
+def prompt_tokens(*, system: str | None, messages: list[dict]) -> int:
+    """The fake's exact input token count: one per whitespace-separated word, plus one per message."""
+    count = len((system or "").split())
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):  # Anthropic/OpenAI content blocks
+            content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+        count += len(str(content or "").split()) + 1
+    return count
+
+
+def answer_tokens(*, model: str, messages: list[dict], scenario: dict) -> list[str]:
+    """The deterministic answer, as a list of tokens (each one delta)."""
+    if scenario.get("text") is not None:
+        return re.findall(r"\s*\S+\s*$|\s*\S+", scenario["text"]) or [""]
+    last_user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
+    content = last_user.get("content")
+    if isinstance(content, list):
+        content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+    words = ["Echo", " from", f" {model}:"] + [f" {w}" for w in str(content or "").split()[:8]]
+    n = int(scenario.get("tokens", DEFAULT_TOKENS))
+    i = 0
+    while len(words) < n:
+        words.append(f" {FILLER[i % len(FILLER)]}")
+        i += 1
+    return words[:n]
+
+
+class FakeProvider:
+    def __init__(self):
+        self.scenarios: dict[str, dict] = {}
+        self.counts: dict[str, int] = {}
+        self.log: list[dict] = []
+        self.seq = 0
+
+    # --- ASGI entry point ---
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path, method = scope["path"], scope["method"]
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if path == "/_control/scenario" and method == "POST":
+            options = json.loads(body or b"{}")
+            model = options.pop("model")
+            self.scenarios[model] = options
+            self.counts[model] = 0
+            return await _json(send, 200, {"ok": True, "model": model, "scenario": options})
+        if path == "/_control/reset" and method == "POST":
+            self.scenarios.clear()
+            self.counts.clear()
+            self.log.clear()
+            return await _json(send, 200, {"ok": True})
+        if path == "/_control/requests" and method == "GET":
+            return await _json(send, 200, {"requests": self.log})
+        if path.endswith("/messages") and method == "POST":
+            return await self.handle(Anthropic, headers, body, receive, send)
+        if path.endswith("/chat/completions") and method == "POST":
+            return await self.handle(OpenAI, headers, body, receive, send)
+        return await _json(send, 404, {"error": {"type": "not_found", "message": f"No route {method} {path}"}})
+
+    async def handle(self, proto, headers, body, receive, send):
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return await _json(send, 400, proto.error_body("invalid_request_error", "Body is not JSON."))
+        model = str(payload.get("model", ""))
+        stream = bool(payload.get("stream"))
+        entry = {"model": model, "protocol": proto.name, "stream": stream, "status": 200,
+                 "max_tokens": payload.get("max_tokens"), "at": time.time()}
+        self.log.append(entry)
+        problem = proto.check(headers, payload)
+        if problem:
+            entry["status"] = problem[0]
+            return await _json(send, problem[0], proto.error_body(problem[1], problem[2]))
+
+        scenario = self.scenarios.get(model, {})
+        self.counts[model] = self.counts.get(model, 0) + 1
+        if scenario.get("ttft_ms"):
+            await asyncio.sleep(scenario["ttft_ms"] / 1000)
+        if scenario.get("hang"):
+            entry["status"] = "hang"
+            return await _wait_disconnect(receive)
+        status = scenario.get("status")
+        fail_times = scenario.get("fail_times")
+        if status and (fail_times is None or self.counts[model] <= fail_times):
+            entry["status"] = status
+            extra = {}
+            if scenario.get("retry_after") is not None:
+                extra["retry-after"] = str(scenario["retry_after"])
+            error_type = scenario.get("error_type") or proto.default_error_type(status)
+            message = scenario.get("error_message") or f"Injected {error_type}"
+            return await _json(send, status, proto.error_body(error_type, message), extra)
+
+        system, messages = proto.prompt(payload)
+        tokens = answer_tokens(model=model, messages=messages, scenario=scenario)
+        finish = scenario.get("finish_reason") or proto.stop_reason
+        max_tokens = payload.get("max_tokens")
+        if isinstance(max_tokens, int) and max_tokens < len(tokens):
+            tokens, finish = tokens[:max_tokens], proto.length_reason
+        usage = {
+            "input": prompt_tokens(system=system, messages=messages),
+            "output": len(tokens),
+            "cache_read": int(scenario.get("cache_read_tokens", 0)),
+            "cache_write": int(scenario.get("cache_write_tokens", 0)),
+        }
+        self.seq += 1
+        msg_id = f"{proto.id_prefix}{self.seq:06d}"
+        if not stream:
+            return await _json(send, 200, proto.complete_body(msg_id, model, "".join(tokens), finish, usage))
+
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+        gen = proto.stream_chunks(msg_id, model, tokens, finish, usage, scenario, payload)
+        delay = scenario.get("delay_ms", 0) / 1000
+        for kind, chunk in gen:
+            if kind == "hang":
+                entry["status"] = "hang_mid_stream"
+                return await _wait_disconnect(receive)
+            if kind == "delta" and delay:
+                await asyncio.sleep(delay)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _sse(data, event: str | None = None) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data)
+    return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
+
+
+async def _json(send, status: int, body: dict, extra_headers: dict | None = None):
+    raw = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
+    for k, v in (extra_headers or {}).items():
+        headers.append((k.encode(), v.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": raw})
+
+
+async def _wait_disconnect(receive):
+    # Block (no polling) until the client gives up and closes the connection.
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class Anthropic:
+    name = "anthropic"
+    id_prefix = "msg_fake"
+    stop_reason = "end_turn"
+    length_reason = "max_tokens"
+
+    @staticmethod
+    def check(headers, payload):
+        if not headers.get("x-api-key"):
+            return 401, "authentication_error", "x-api-key header is required"
+        if headers.get("anthropic-version") != "2023-06-01":
+            return 400, "invalid_request_error", "anthropic-version header is required"
+        if not isinstance(payload.get("max_tokens"), int):
+            return 400, "invalid_request_error", "max_tokens: Field required"
+        if not payload.get("messages"):
+            return 400, "invalid_request_error", "messages: at least one message is required"
+        if any(m.get("role") == "system" for m in payload["messages"]):
+            return 400, "invalid_request_error", "messages: Unexpected role \"system\"."
+        return None
+
+    @staticmethod
+    def prompt(payload):
+        system = payload.get("system")
+        if isinstance(system, list):
+            system = " ".join(b.get("text", "") for b in system)
+        return system, payload.get("messages", [])
+
+    @staticmethod
+    def default_error_type(status):
+        return {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                529: "overloaded_error"}.get(status, "api_error")
+
+    @staticmethod
+    def error_body(error_type, message):
+        return {"type": "error", "error": {"type": error_type, "message": message}}
+
+    @staticmethod
+    def _usage(usage, output):
+        return {"input_tokens": usage["input"], "cache_creation_input_tokens": usage["cache_write"],
+                "cache_read_input_tokens": usage["cache_read"], "output_tokens": output}
+
+    @classmethod
+    def complete_body(cls, msg_id, model, text, finish, usage):
+        return {"id": msg_id, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text}], "stop_reason": finish, "stop_sequence": None,
+                "usage": cls._usage(usage, usage["output"])}
+
+    @classmethod
+    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload):
+        start = {"id": msg_id, "type": "message", "role": "assistant", "content": [], "model": model,
+                 "stop_reason": None, "stop_sequence": None, "usage": cls._usage(usage, 1)}
+        yield "meta", _sse({"type": "message_start", "message": start}, "message_start")
+        yield "meta", _sse({"type": "content_block_start", "index": 0,
+                            "content_block": {"type": "text", "text": ""}}, "content_block_start")
+        yield "meta", _sse({"type": "ping"}, "ping")
+        for i, token in enumerate(tokens):
+            if scenario.get("error_after") == i:
+                error_type = scenario.get("error_type") or "overloaded_error"
+                yield "meta", _sse(cls.error_body(error_type, scenario.get("error_message") or "Overloaded"), "error")
+                return
+            if scenario.get("hang_after") == i:
+                yield "hang", b""
+                return
+            if scenario.get("malformed_after") == i:
+                yield "meta", b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"delta\n\n"
+                return
+            yield "delta", _sse({"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": token}}, "content_block_delta")
+        yield "meta", _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        yield "meta", _sse({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": None},
+                            "usage": {"output_tokens": usage["output"]}}, "message_delta")
+        yield "meta", _sse({"type": "message_stop"}, "message_stop")
+
+
+class OpenAI:
+    name = "openai"
+    id_prefix = "chatcmpl-fake"
+    stop_reason = "stop"
+    length_reason = "length"
+
+    @staticmethod
+    def check(headers, payload):
+        if not headers.get("authorization", "").startswith("Bearer ") or len(headers["authorization"]) <= 7:
+            return 401, "invalid_authentication_error", "Invalid Authentication"
+        if not payload.get("messages"):
+            return 400, "invalid_request_error", "messages must not be empty"
+        return None
+
+    @staticmethod
+    def prompt(payload):
+        messages = payload.get("messages", [])
+        system = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "system") or None
+        return system, [m for m in messages if m.get("role") != "system"]
+
+    @staticmethod
+    def default_error_type(status):
+        return {400: "invalid_request_error", 401: "invalid_authentication_error", 429: "rate_limit_reached_error",
+                503: "engine_overloaded_error"}.get(status, "server_error")
+
+    @staticmethod
+    def error_body(error_type, message):
+        return {"error": {"type": error_type, "message": message}}
+
+    @staticmethod
+    def _usage(usage, moonshot=False):
+        body = {"prompt_tokens": usage["input"] + usage["cache_read"], "completion_tokens": usage["output"],
+                "total_tokens": usage["input"] + usage["cache_read"] + usage["output"]}
+        if usage["cache_read"]:
+            if moonshot:
+                body["cached_tokens"] = usage["cache_read"]
+            else:
+                body["prompt_tokens_details"] = {"cached_tokens": usage["cache_read"]}
+        return body
+
+    @classmethod
+    def complete_body(cls, msg_id, model, text, finish, usage):
+        return {"id": msg_id, "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                             "finish_reason": finish}],
+                "usage": cls._usage(usage)}
+
+    @classmethod
+    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload):
+        created = int(time.time())
+
+        def chunk(choices, **extra):
+            return {"id": msg_id, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": choices, **extra}
+
+        yield "meta", _sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                   "finish_reason": None}]))
+        for i, token in enumerate(tokens):
+            if scenario.get("error_after") == i:
+                error_type = scenario.get("error_type") or "server_error"
+                yield "meta", _sse(cls.error_body(error_type, scenario.get("error_message") or "Injected error"))
+                return
+            if scenario.get("hang_after") == i:
+                yield "hang", b""
+                return
+            if scenario.get("malformed_after") == i:
+                yield "meta", b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [{\n\n"
+                return
+            yield "delta", _sse(chunk([{"index": 0, "delta": {"content": token}, "finish_reason": None}]))
+        include_usage = (payload.get("stream_options") or {}).get("include_usage")
+        if scenario.get("usage_in_choice"):
+            yield "meta", _sse(chunk([{"index": 0, "delta": {}, "finish_reason": finish,
+                                       "usage": cls._usage(usage, moonshot=True)}]))
+        else:
+            yield "meta", _sse(chunk([{"index": 0, "delta": {}, "finish_reason": finish}]))
+            if include_usage:
+                yield "meta", _sse(chunk([], usage=cls._usage(usage)))
+        yield "meta", _sse("[DONE]")

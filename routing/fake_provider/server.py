@@ -1,0 +1,28 @@
+"""Serve the fake provider with uvicorn on a loopback socket we bind ourselves, so port 0 works and the
+chosen port can be announced on stdout (the test fixture reads that line)."""
+
+import asyncio
+import socket
+import sys
+
+import uvicorn
+
+from .app import FakeProvider
+
+READY_PREFIX = "FAKE_PROVIDER_URL "
+
+
+def serve(*, host: str = "127.0.0.1", port: int = 9100) -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit TCP_NODELAY on Linux; without it small SSE chunks wait for delayed ACKs.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    config = uvicorn.Config(FakeProvider(), lifespan="off", log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=1)
+    print(f"{READY_PREFIX}{url}", flush=True)
+    print(f"Anthropic: ANTHROPIC_BASE_URL={url}  OpenAI-compatible: MOONSHOT_BASE_URL={url}/v1",
+          file=sys.stderr, flush=True)
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
