@@ -1,23 +1,27 @@
 # KiwiClaw: `make dev` runs everything on one machine, `make test` runs the whole suite.
+# Both start Postgres and Redis embedded under ./var/ unless DATABASE_URL / REDIS_URL are set.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
 
 .PHONY: dev test venv lint
 
-venv: $(VENV)/.installed
+venv: $(STAMP)
 
-$(VENV)/.installed: pyproject.toml
-	@bash scripts/make-venv.sh $(VENV)
-	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+# Reinstalls only when the dependencies or the venv script change, so an unchanged tree goes straight on.
+$(STAMP): pyproject.toml scripts/make-venv.sh
+	@PYTHON="$(PYTHON)" bash scripts/make-venv.sh $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+# DEV_ARGS passes options on, e.g. make dev DEV_ARGS="--port 8001".
+dev: venv
+	$(PY) -m scripts.services dev $(DEV_ARGS)
+
+# PYTEST_ARGS passes options on, e.g. make test PYTEST_ARGS="tests/ops -x".
 test: venv
 	$(PY) -m scripts.services run-tests -- $(PY) -m pytest $(PYTEST_ARGS)
-
-dev: venv
-	$(PY) -m scripts.services dev
 
 lint: venv
 	$(VENV)/bin/ruff check .

