@@ -1,0 +1,216 @@
+"""Response bodies and stream events in each protocol's wire format.
+
+Money (`cost`, `billed`) is emitted as exact JSON numbers from the Decimals (orjson.Fragment), never through
+float, so a client summing them gets the same figures as the invoice.
+"""
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+
+import orjson
+
+from routing.types import FINISH_CONTENT_FILTER, FINISH_LENGTH, Usage
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """What the client learns about the routing decision, in headers and bodies."""
+
+    request_id: str
+    tier: str
+    endpoint: str
+    upstream_model: str
+    fallback_count: int
+
+
+def routing_headers(facts: RouteFacts) -> list[tuple[str, str]]:
+    return [
+        ("x-request-id", facts.request_id),
+        ("x-kiwiclaw-tier", facts.tier),
+        ("x-kiwiclaw-model", facts.endpoint),
+        ("x-kiwiclaw-fallback", str(facts.fallback_count)),
+    ]
+
+
+def money_headers(cost: Decimal, billed: Decimal) -> list[tuple[str, str]]:
+    return [("x-kiwiclaw-cost", _plain(cost)), ("x-kiwiclaw-billed", _plain(billed))]
+
+
+def _plain(amount: Decimal) -> str:
+    """Fixed-point text of a Decimal (never `1E-7`), so headers and JSON numbers parse everywhere."""
+    return format(amount.normalize() if amount else Decimal("0"), "f")
+
+
+def _money(amount: Decimal) -> orjson.Fragment:
+    return orjson.Fragment(_plain(amount).encode())
+
+
+def sse(data: dict | str, event: str | None = None) -> bytes:
+    payload = data.encode() if isinstance(data, str) else orjson.dumps(data)
+    if event:
+        return b"event: " + event.encode() + b"\ndata: " + payload + b"\n\n"
+    return b"data: " + payload + b"\n\n"
+
+
+# --- OpenAI ---
+
+OPENAI_FINISH = {FINISH_LENGTH: "length", FINISH_CONTENT_FILTER: "content_filter"}  # everything else: "stop"
+
+
+def openai_usage(usage: Usage, cost: Decimal, billed: Decimal) -> dict:
+    # OpenAI counts cached prompt tokens inside prompt_tokens; our Usage keeps them apart (routing.types).
+    prompt = usage.input_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": usage.output_tokens,
+        "total_tokens": prompt + usage.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": usage.cache_read_tokens},
+        "completion_tokens_estimated": usage.output_estimated,
+        "cost": _money(cost),
+        "billed": _money(billed),
+    }
+
+
+def openai_completion(facts: RouteFacts, text: str, finish_reason: str, usage: Usage, cost: Decimal,
+                      billed: Decimal) -> bytes:
+    return orjson.dumps({
+        "id": f"chatcmpl-{facts.request_id}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": facts.upstream_model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text, "refusal": None},
+            "logprobs": None,
+            "finish_reason": OPENAI_FINISH.get(finish_reason, "stop"),
+        }],
+        "usage": openai_usage(usage, cost, billed),
+        "system_fingerprint": None,
+    })
+
+
+class OpenAIChunks:
+    """Builds the `chat.completion.chunk` events of one stream."""
+
+    def __init__(self, facts: RouteFacts, include_usage: bool):
+        self.facts = facts
+        self.include_usage = include_usage
+        self.created = int(time.time())
+
+    def _chunk(self, delta: dict, finish_reason: str | None) -> bytes:
+        body = {
+            "id": f"chatcmpl-{self.facts.request_id}",
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.facts.upstream_model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        }
+        if self.include_usage:
+            body["usage"] = None
+        return sse(body)
+
+    def first(self, text: str) -> bytes:
+        return self._chunk({"role": "assistant", "content": text}, None)
+
+    def delta(self, text: str) -> bytes:
+        return self._chunk({"content": text}, None)
+
+    def finish(self, finish_reason: str) -> bytes:
+        return self._chunk({}, OPENAI_FINISH.get(finish_reason, "stop"))
+
+    def usage(self, usage: Usage, cost: Decimal, billed: Decimal) -> bytes:
+        return sse({
+            "id": f"chatcmpl-{self.facts.request_id}",
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.facts.upstream_model,
+            "choices": [],
+            "usage": openai_usage(usage, cost, billed),
+        })
+
+    @staticmethod
+    def error(payload: dict) -> bytes:
+        # The openai SDK raises APIError for a stream event carrying `error`.
+        return sse(payload)
+
+    @staticmethod
+    def done() -> bytes:
+        return b"data: [DONE]\n\n"
+
+
+# --- Anthropic ---
+
+ANTHROPIC_STOP = {FINISH_LENGTH: "max_tokens", FINISH_CONTENT_FILTER: "refusal"}  # everything else: end_turn
+
+
+def anthropic_usage(usage: Usage, cost: Decimal | None = None, billed: Decimal | None = None) -> dict:
+    body = {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_write_tokens,
+        "cache_read_input_tokens": usage.cache_read_tokens,
+    }
+    if cost is not None:
+        body["output_tokens_estimated"] = usage.output_estimated
+        body["cost"] = _money(cost)
+        body["billed"] = _money(billed or Decimal("0"))
+    return body
+
+
+def _anthropic_message(facts: RouteFacts, content: list, stop_reason: str | None, usage: dict) -> dict:
+    return {
+        "id": f"msg_{facts.request_id}",
+        "type": "message",
+        "role": "assistant",
+        "model": facts.upstream_model,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": usage,
+    }
+
+
+def anthropic_message(facts: RouteFacts, text: str, finish_reason: str, usage: Usage, cost: Decimal,
+                      billed: Decimal) -> bytes:
+    return orjson.dumps(_anthropic_message(
+        facts, [{"type": "text", "text": text}], ANTHROPIC_STOP.get(finish_reason, "end_turn"),
+        anthropic_usage(usage, cost, billed),
+    ))
+
+
+class AnthropicEvents:
+    """Builds Anthropic's stream event sequence: message_start, content_block_start, ping,
+    content_block_delta…, content_block_stop, message_delta (with usage), message_stop."""
+
+    def __init__(self, facts: RouteFacts):
+        self.facts = facts
+
+    def first(self, text: str, input_tokens: int) -> bytes:
+        start = _anthropic_message(self.facts, [], None, anthropic_usage(Usage(input_tokens=input_tokens)))
+        return (
+            sse({"type": "message_start", "message": start}, "message_start")
+            + sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                  "content_block_start")
+            + sse({"type": "ping"}, "ping")
+            + self.delta(text)
+        )
+
+    @staticmethod
+    def delta(text: str) -> bytes:
+        return sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+                   "content_block_delta")
+
+    @staticmethod
+    def finish(finish_reason: str, usage: Usage, cost: Decimal, billed: Decimal) -> bytes:
+        return (
+            sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+            + sse({"type": "message_delta",
+                   "delta": {"stop_reason": ANTHROPIC_STOP.get(finish_reason, "end_turn"), "stop_sequence": None},
+                   "usage": anthropic_usage(usage, cost, billed)}, "message_delta")
+            + sse({"type": "message_stop"}, "message_stop")
+        )
+
+    @staticmethod
+    def error(payload: dict) -> bytes:
+        return sse(payload, "error")

@@ -1,0 +1,108 @@
+"""Request parsing: what both protocols accept, and the clear 400s for what we cannot honour."""
+
+import orjson
+import pytest
+
+from routing.proxy.errors import ProxyError
+from routing.proxy.parsing import parse_anthropic, parse_openai
+
+
+def _openai(**fields):
+    body = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], **fields}
+    return parse_openai(orjson.dumps(body))
+
+
+def _anthropic(**fields):
+    body = {"model": "max", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}], **fields}
+    return parse_anthropic(orjson.dumps(body))
+
+
+def test_openai_request_maps_onto_the_core_request():
+    call = _openai(
+        model="kiwiclaw/max",
+        messages=[
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "No jokes."}]},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "more"},
+        ],
+        max_completion_tokens=100, temperature=0.5, top_p=0.9, stop="END", stream=True,
+        stream_options={"include_usage": True}, user="u1", metadata={"k": "v"}, seed=3,
+    )
+    assert (call.tier, call.endpoint, call.stream, call.include_usage) == ("max", None, True, True)
+    req = call.request
+    assert req.system == "Be brief.\n\nNo jokes."
+    assert [(m.role, m.content) for m in req.messages] == [("user", "a\nb"), ("assistant", "ok"), ("user", "more")]
+    assert (req.max_tokens, req.temperature, req.top_p, req.stop) == (100, 0.5, 0.9, ("END",))
+
+
+def test_openai_model_that_is_not_a_tier_is_an_endpoint_slug():
+    call = _openai(model="kimi-k2-5")
+    assert (call.tier, call.endpoint) == (None, "kimi-k2-5")
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"n": 2}, "n"),
+    ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"tool_choice": "auto"}, "tool_choice"),
+    ({"response_format": {"type": "json_object"}}, "response_format"),
+    ({"audio": {"voice": "alloy", "format": "mp3"}}, "audio"),
+    ({"modalities": ["text", "audio"]}, "modalities"),
+    ({"logprobs": True}, "logprobs"),
+    ({"presence_penalty": 0.5}, "presence_penalty"),
+    ({"frobnicate": 1}, "frobnicate"),
+    ({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]},
+     "messages[0].content[0]"),
+    ({"messages": [{"role": "tool", "content": "x", "tool_call_id": "1"}]}, "messages[0]"),
+    ({"messages": []}, "messages"),
+    ({"messages": [{"role": "system", "content": "only a system prompt"}]}, "messages"),
+    ({"model": ""}, "model"),
+    ({"temperature": 3}, "temperature"),
+    ({"max_tokens": 0}, "max_tokens"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"stream_options": {"include_usage": True}}, "stream_options"),
+    ({"stream": "yes"}, "stream"),
+])
+def test_openai_unsupported_or_malformed_fields_are_refused_by_name(fields, param):
+    with pytest.raises(ProxyError) as info:
+        _openai(**fields)
+    assert info.value.case == "invalid"
+    assert info.value.param == param
+
+
+def test_openai_harmless_defaults_are_accepted():
+    call = _openai(n=1, response_format={"type": "text"}, presence_penalty=0, frequency_penalty=0,
+                   tool_choice="none", tools=[], logprobs=False)
+    assert call.request.messages[0].content == "hi"
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'"text"'])
+def test_body_that_is_not_a_json_object_is_refused(body):
+    with pytest.raises(ProxyError) as info:
+        parse_openai(body)
+    assert info.value.case == "invalid"
+
+
+def test_anthropic_request_maps_onto_the_core_request():
+    call = _anthropic(system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+                      stop_sequences=["STOP"], temperature=0.2, stream=True, metadata={"user_id": "u9"})
+    assert (call.tier, call.stream, call.user) == ("max", True, "u9")
+    assert (call.request.system, call.request.stop, call.request.max_tokens) == ("Be brief.", ("STOP",), 50)
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"max_tokens": None}, "max_tokens"),
+    ({"tools": [{"name": "t", "input_schema": {}}]}, "tools"),
+    ({"thinking": {"type": "enabled", "budget_tokens": 1024}}, "thinking"),
+    ({"top_k": 5}, "top_k"),
+    ({"temperature": 1.5}, "temperature"),
+    ({"messages": [{"role": "system", "content": "x"}]}, "messages.0"),
+    ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "messages.0.content[0]"),
+    ({"unknown_field": True}, "unknown_field"),
+])
+def test_anthropic_unsupported_or_malformed_fields_are_refused_by_name(fields, param):
+    with pytest.raises(ProxyError) as info:
+        _anthropic(**fields)
+    assert info.value.case == "invalid"
+    assert info.value.param == param
