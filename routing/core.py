@@ -1,0 +1,140 @@
+"""The routing core's entry points, used by both the chat worker and the proxy API.
+
+`route_stream` validates the request (RequestInvalid before any provider call), gathers the policy's inputs
+(plan, spend when a cap downgrade could apply, catalog snapshot, breaker states in one Redis round trip),
+asks the policy for a chain, and runs the one fallback loop (routing.dispatch).
+
+Call from async code. The tenant's plan is read through sync_to_async when it is not already loaded; pass a
+tenant fetched with select_related("plan") to skip that query on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from .breaker import breaker_states
+from .catalog import catalog_cached, catalog_get
+from .cost import estimate_prompt_tokens, request_max_tokens
+from .dispatch import dispatch
+from .errors import RequestInvalid, RoutingError
+from .policy import downgrade_applies, policy_decide
+from .types import ROLES, TIERS, ChatMessage, ChatRequest, Done, RouteResult
+
+MAX_STOP_SEQUENCES = 4
+
+
+def validate_request(*, tier: str, request: ChatRequest) -> None:
+    """Raise RequestInvalid, with a message for people, for anything a provider would refuse or misread."""
+    if tier not in TIERS:
+        raise RequestInvalid(f"Unknown tier {tier!r}: use auto or max.")
+    if not isinstance(request, ChatRequest):
+        raise RequestInvalid("The request is not a ChatRequest.")
+    if not request.messages:
+        raise RequestInvalid("A request needs at least one message.")
+    for number, message in enumerate(request.messages, start=1):
+        if not isinstance(message, ChatMessage):
+            raise RequestInvalid(f"Message {number} is not a chat message.")
+        if message.role not in ROLES:
+            raise RequestInvalid(
+                f"Message {number} has role {message.role!r}; use user or assistant (the system prompt goes "
+                "in `system`)."
+            )
+        if not isinstance(message.content, str):
+            raise RequestInvalid(
+                f"Message {number} is not text ({type(message.content).__name__}): only text content is supported."
+            )
+        if not message.content.strip():
+            raise RequestInvalid(f"Message {number} is empty.")
+    if request.system is not None and not isinstance(request.system, str):
+        raise RequestInvalid("The system prompt must be text.")
+    limit = settings.ROUTING_MAX_TOKENS_LIMIT
+    if request.max_tokens is not None and (
+        isinstance(request.max_tokens, bool) or not isinstance(request.max_tokens, int)
+        or not 1 <= request.max_tokens <= limit
+    ):
+        raise RequestInvalid(f"max_tokens must be a whole number from 1 to {limit}.")
+    if request.temperature is not None and (
+        isinstance(request.temperature, bool) or not isinstance(request.temperature, int | float)
+        or not 0 <= request.temperature <= 2
+    ):
+        raise RequestInvalid("temperature must be a number from 0 to 2.")
+    if request.top_p is not None and (
+        isinstance(request.top_p, bool) or not isinstance(request.top_p, int | float) or not 0 <= request.top_p <= 1
+    ):
+        raise RequestInvalid("top_p must be a number from 0 to 1.")
+    if request.stop is not None:
+        if isinstance(request.stop, str) or len(request.stop) > MAX_STOP_SEQUENCES or not all(
+            isinstance(s, str) and s for s in request.stop
+        ):
+            raise RequestInvalid(f"stop must be a list of up to {MAX_STOP_SEQUENCES} non-empty strings.")
+
+
+async def _plan_of(tenant):
+    from tenants.models import Tenant
+
+    if Tenant.plan.is_cached(tenant):
+        return tenant.plan
+    return await sync_to_async(lambda: tenant.plan)()
+
+
+async def _month_spend(tenant):
+    from billing.selectors import tenant_month_spend
+
+    return await sync_to_async(tenant_month_spend)(tenant=tenant)
+
+
+async def route_stream(
+    *,
+    tenant,
+    tier: str,
+    request: ChatRequest,
+    model: str | None = None,
+    should_stop: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator:
+    """Yield TextDelta (and UsageUpdate) events, then exactly one Done(result).
+
+    Before the first text delta, failures raise RoutingError subclasses (RequestInvalid, TierNotAllowed,
+    ModelNotAllowed, AllEndpointsFailed, or a terminal ProviderError). `should_stop` is awaited between deltas;
+    when it returns True the upstream call is closed and the result has finish_reason "cancelled".
+    """
+    validate_request(tier=tier, request=request)
+    plan = await _plan_of(tenant)
+    catalog = catalog_cached() or await sync_to_async(catalog_get)()
+    spend = None
+    if model is None and tier == "max" and plan.allows_tier("max") and plan.max_to_auto_share is not None \
+            and plan.monthly_cap is not None:
+        spend = await _month_spend(tenant)
+    max_tokens = request_max_tokens(request)
+    health = await breaker_states([slug for slug, e in catalog.endpoints.items() if e.enabled])
+    route_plan = policy_decide(catalog=catalog, tier=tier, plan=plan, spend=spend,
+                               prompt_tokens=estimate_prompt_tokens(request), max_tokens=max_tokens,
+                               health=health, model=model)
+    async for event in dispatch(plan=route_plan, request=request, max_tokens=max_tokens, requested_tier=tier,
+                                should_stop=should_stop):
+        yield event
+
+
+async def route_complete(
+    *,
+    tenant,
+    tier: str,
+    request: ChatRequest,
+    model: str | None = None,
+    should_stop: Callable[[], Awaitable[bool]] | None = None,
+) -> RouteResult:
+    """The whole answer as one RouteResult (same errors as route_stream). The upstream call streams when
+    request.stream is true and is a plain JSON call otherwise."""
+    stream = route_stream(tenant=tenant, tier=tier, request=request, model=model, should_stop=should_stop)
+    try:
+        async for event in stream:
+            if isinstance(event, Done):
+                return event.result
+    finally:
+        await stream.aclose()
+    raise RoutingError("The routing core ended without a result.")  # unreachable by dispatch's contract
+
+
+__all__ = ["route_stream", "route_complete", "validate_request", "downgrade_applies"]

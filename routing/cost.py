@@ -1,0 +1,72 @@
+"""The one cost function, the one token estimator, and the reservation estimate.
+
+Rule: cost = (input × input price + output × output price + cache write × cache-write price
++ cache read × cache-read price) / 1,000,000, in Decimal, quantized half-up to COST_PLACES (10 places of a
+dollar, enough for one token of the cheapest model; exact for catalog prices with up to 4 decimal places).
+Rounding to cents happens only on invoice lines (billing.money).
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+
+from .types import ChatRequest, Prices, Usage
+
+COST_PLACES = Decimal("0.0000000001")
+MILLION = Decimal(1_000_000)
+
+
+def price_usage(*, prices: Prices, usage: Usage) -> Decimal:
+    """Provider cost in USD of `usage` at `prices` (USD per million tokens)."""
+    total = (
+        usage.input_tokens * prices.input
+        + usage.output_tokens * prices.output
+        + usage.cache_write_tokens * prices.cache_write
+        + usage.cache_read_tokens * prices.cache_read
+    )
+    return (Decimal(total) / MILLION).quantize(COST_PLACES, rounding=ROUND_HALF_UP)
+
+
+def estimate_tokens(text: str) -> int:
+    """The named estimator (chars/4, rounded up): used for output tokens a provider never reported (a stream
+    cut short) and for prompt sizes before a call. About right for English; generous for code and CJK."""
+    return math.ceil(len(text) / 4)
+
+
+def estimate_prompt_tokens(request: ChatRequest) -> int:
+    chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+    # A few tokens of framing per message (role markers), as providers count them.
+    return math.ceil(chars / 4) + 4 * len(request.messages)
+
+
+def request_max_tokens(request: ChatRequest) -> int:
+    return request.max_tokens or settings.ROUTING_DEFAULT_MAX_TOKENS
+
+
+def estimate_max_cost(*, tenant, tier: str, request: ChatRequest) -> Decimal:
+    """An upper bound of the provider cost of `request` on `tier`, for a budget reservation: the most expensive
+    endpoint of the tier's chain (and of the Auto chain, which a MAX request may be downgraded to), with the
+    whole prompt priced as cache writes or input (whichever is dearer) and max_tokens of output.
+
+    Sync (may load the catalog from the database); call through sync_to_async from async code.
+    """
+    from .catalog import catalog_get
+
+    catalog = catalog_get()
+    slugs = set(catalog.chains.get(tier, ())) | set(catalog.chains.get("auto", ()))
+    prompt = estimate_prompt_tokens(request)
+    output = request_max_tokens(request)
+    worst = Decimal(0)
+    for slug in slugs:
+        endpoint = catalog.endpoints.get(slug)
+        if endpoint is None or not endpoint.enabled:
+            continue
+        p = endpoint.prices
+        bound = price_usage(prices=Prices(input=max(p.input, p.cache_write), output=p.output,
+                                          cache_write=p.cache_write, cache_read=p.cache_read),
+                            usage=Usage(input_tokens=prompt, output_tokens=output))
+        worst = max(worst, bound)
+    return worst

@@ -1,0 +1,279 @@
+"""Dispatch: the one fallback loop. Walks the policy's chain, calls providers through their adapters, and
+turns whatever happens into text deltas and exactly one final `Done(result)`.
+
+Rules (see docs/architecture.md, "Routing core"):
+- A fallback-able error before the first text delta moves on to the next endpoint at once (no backoff: a user
+  waiting on a fallback must not wait out a failing provider).
+- Only the last endpoint is retried, with exponential backoff and jitter, never sooner than `retry-after`,
+  and never past the overall deadline (ROUTING_DEADLINE_SECONDS, counted until the answer starts).
+- A terminal request error (bad request, content filter) fails at once, without walking the chain.
+- After the first delta has been passed on there is no fallback: an error ends the answer with
+  finish_reason "error", keeping the partial text and its (possibly estimated) usage.
+- Every call and skip is an Attempt in the decision log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import orjson
+from django.conf import settings
+
+from .breaker import breaker_acquire, breaker_record_failure, breaker_record_success
+from .catalog import EndpointInfo
+from .cost import estimate_prompt_tokens, estimate_tokens, price_usage
+from .errors import (
+    FALLBACK_KINDS,
+    KIND_BAD_REQUEST,
+    KIND_CONNECTION,
+    KIND_CONTENT_FILTER,
+    KIND_CONTEXT_LENGTH,
+    KIND_SERVER,
+    KIND_TIMEOUT,
+    TERMINAL_KINDS,
+    AllEndpointsFailed,
+    ProviderError,
+)
+from .policy import RoutePlan
+from .providers import adapter_for
+from .sse import SSEDecoder
+from .transport import http_client
+from .types import (
+    FINISH_CANCELLED,
+    FINISH_ERROR,
+    OUTCOME_CANCELLED,
+    OUTCOME_ERROR,
+    OUTCOME_OK,
+    OUTCOME_SKIPPED,
+    Attempt,
+    ChatRequest,
+    Done,
+    Finish,
+    RouteResult,
+    TextDelta,
+    Usage,
+    UsageUpdate,
+)
+
+# Failures that say nothing about the endpoint's health (the request was at fault) do not count.
+_NOT_BREAKER_KINDS = frozenset({KIND_BAD_REQUEST, KIND_CONTEXT_LENGTH, KIND_CONTENT_FILTER})
+
+
+async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_tokens: int) -> AsyncIterator:
+    """One call of one endpoint: yields TextDelta / UsageUpdate / Finish, raises ProviderError.
+    Closing the generator closes the upstream response (the provider stops generating)."""
+    adapter = adapter_for(endpoint.kind)
+    upstream = adapter.build_request(base_url=endpoint.base_url, api_key=endpoint.api_key,
+                                     model=endpoint.upstream_model, request=request, stream=request.stream,
+                                     max_tokens=max_tokens)
+    client = http_client()
+    content = orjson.dumps(upstream.body)
+    try:
+        if not request.stream:
+            response = await client.post(upstream.url, content=content, headers=upstream.headers)
+            if response.status_code >= 400:
+                raise adapter.classify_error(response.status_code, response.headers, response.content)
+            try:
+                body = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                raise ProviderError(KIND_SERVER, "The provider sent an unreadable answer.") from None
+            parsed = adapter.parse_response(body)
+            if parsed.text:
+                yield TextDelta(parsed.text)
+            yield UsageUpdate(parsed.usage)
+            yield Finish(parsed.finish_reason)
+            return
+        async with client.stream("POST", upstream.url, content=content, headers=upstream.headers) as response:
+            if response.status_code >= 400:
+                raise adapter.classify_error(response.status_code, response.headers, await response.aread())
+            state = adapter.new_stream_state()
+            decoder = SSEDecoder()
+            async for line in response.aiter_lines():
+                item = decoder.feed(line)
+                if item is None:
+                    continue
+                for event in adapter.parse_stream_event(state, item[0], item[1]):
+                    yield event
+                    if isinstance(event, Finish):
+                        return
+            item = decoder.flush()
+            if item is not None:
+                for event in adapter.parse_stream_event(state, item[0], item[1]):
+                    yield event
+                    if isinstance(event, Finish):
+                        return
+            raise ProviderError(KIND_CONNECTION, "The provider closed the stream before the answer was complete.")
+    except httpx.TimeoutException as exc:
+        raise ProviderError(KIND_TIMEOUT, f"The provider did not answer in time ({type(exc).__name__}).") from None
+    except httpx.HTTPError as exc:  # connect/read/protocol errors: the provider could not be talked to
+        raise ProviderError(KIND_CONNECTION, f"Could not reach the provider ({type(exc).__name__}).") from None
+
+
+def backoff_delay(retry: int, retry_after: float | None) -> float:
+    """Exponential backoff with jitter (half to full of base·2^retry, capped), never less than retry-after."""
+    base = min(settings.ROUTING_BACKOFF_MAX_SECONDS, settings.ROUTING_BACKOFF_BASE_SECONDS * (2**retry))
+    delay = base * random.uniform(0.5, 1.0)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+def _ms(start: float, end: float) -> float:
+    return (end - start) * 1000
+
+
+async def dispatch(
+    *,
+    plan: RoutePlan,
+    request: ChatRequest,
+    max_tokens: int,
+    requested_tier: str,
+    should_stop: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator:
+    """Yields TextDelta and UsageUpdate events and ends with exactly one Done(result). Before the first text
+    delta, failure raises AllEndpointsFailed (or the terminal ProviderError) instead."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.ROUTING_DEADLINE_SECONDS
+    attempts: list[Attempt] = list(plan.skipped)
+    failed_endpoints: set[str] = set()
+    last_error: ProviderError | None = None
+    last_index = len(plan.chain) - 1
+
+    for index, endpoint in enumerate(plan.chain):
+        if endpoint.slug in plan.half_open and not await breaker_acquire(endpoint.slug):
+            attempts.append(Attempt(endpoint=endpoint.slug, provider=endpoint.provider, outcome=OUTCOME_SKIPPED,
+                                    detail="circuit half-open: trial taken by another request"))
+            continue
+        retry = 0
+        while True:
+            attempt = Attempt(endpoint=endpoint.slug, provider=endpoint.provider, outcome=OUTCOME_ERROR)
+            attempts.append(attempt)
+            started = time.perf_counter()
+            events = provider_events(endpoint, request, max_tokens=max_tokens)
+            parts: list[str] = []
+            usage: Usage | None = None
+            finish: str | None = None
+            try:
+                # Until the first delta, the deadline bounds the wait; after it, only the read timeout does.
+                while not parts:
+                    if loop.time() >= deadline:
+                        raise TimeoutError
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(events, None)
+                    if event is None:
+                        raise ProviderError(KIND_CONNECTION, "The provider ended the answer without any text.")
+                    if isinstance(event, TextDelta):
+                        attempt.ttft_ms = _ms(started, time.perf_counter())
+                        parts.append(event.text)
+                        yield event
+                    elif isinstance(event, UsageUpdate):
+                        usage = event.usage
+                    elif isinstance(event, Finish):
+                        finish = event.finish_reason  # an answer with no text at all (e.g. max_tokens 0-ish)
+                        break
+            except (ProviderError, TimeoutError) as exc:
+                await events.aclose()
+                if isinstance(exc, TimeoutError):
+                    exc = ProviderError(KIND_TIMEOUT, "No answer before the routing deadline.")
+                attempt.latency_ms = _ms(started, time.perf_counter())
+                attempt.error_kind = exc.kind
+                attempt.detail = exc.message[:300]
+                last_error = exc
+                failed_endpoints.add(endpoint.slug)
+                if exc.kind not in _NOT_BREAKER_KINDS:
+                    await breaker_record_failure(endpoint.slug)
+                if exc.kind in TERMINAL_KINDS:
+                    exc.attempts = attempts
+                    raise exc from None
+                if exc.kind not in FALLBACK_KINDS:
+                    raise exc from None
+                if index == last_index and exc.retryable and retry < settings.ROUTING_RETRY_ATTEMPTS:
+                    delay = backoff_delay(retry, exc.retry_after)
+                    if loop.time() + delay < deadline:
+                        attempt.detail += f" (retrying in {delay:.2f}s)"
+                        await asyncio.sleep(delay)
+                        retry += 1
+                        continue
+                    attempt.detail += f" (no retry: waiting {delay:.2f}s would pass the deadline)"
+                break  # next endpoint at once
+
+            # The answer has started (or finished empty): from here on there is no fallback.
+            error: ProviderError | None = None
+            try:
+                while finish is None:
+                    if should_stop is not None and await should_stop():
+                        finish = FINISH_CANCELLED
+                        break
+                    event = await anext(events, None)
+                    if event is None:
+                        raise ProviderError(KIND_CONNECTION, "The stream ended early.")
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                        yield event
+                    elif isinstance(event, UsageUpdate):
+                        usage = event.usage
+                        yield event
+                    elif isinstance(event, Finish):
+                        finish = event.finish_reason
+            except ProviderError as exc:
+                error = exc
+            finally:
+                # Closing the generator closes the upstream response: a stopped answer stops generating.
+                await events.aclose()
+            attempt.latency_ms = _ms(started, time.perf_counter())
+            if error is not None:
+                attempt.error_kind = error.kind
+                attempt.detail = error.message[:300]
+                if error.kind not in _NOT_BREAKER_KINDS:
+                    await breaker_record_failure(endpoint.slug)
+            elif finish == FINISH_CANCELLED:
+                attempt.outcome = OUTCOME_CANCELLED
+            else:
+                attempt.outcome = OUTCOME_OK
+                await breaker_record_success(endpoint.slug)
+            text = "".join(parts)
+            final_usage = _complete_usage(usage, request=request, text=text,
+                                          cut_short=error is not None or finish == FINISH_CANCELLED)
+            yield Done(RouteResult(
+                text=text,
+                finish_reason=FINISH_ERROR if error is not None else finish,
+                tier=requested_tier,
+                endpoint=endpoint.slug,
+                provider=endpoint.provider,
+                upstream_model=endpoint.upstream_model,
+                usage=final_usage,
+                attempts=attempts,
+                fallback_count=len(failed_endpoints - {endpoint.slug}),
+                reason=plan.reason,
+                cost=price_usage(prices=endpoint.prices, usage=final_usage),
+                prices=endpoint.prices,
+                error=("The answer was interrupted: " + error.message) if error is not None else None,
+            ))
+            return
+
+    all_open = bool(attempts) and all(a.outcome == OUTCOME_SKIPPED for a in attempts)
+    kind = f" (last error: {last_error.kind})" if last_error else ""
+    raise AllEndpointsFailed(
+        attempts,
+        all_breakers_open=all_open,
+        message=None if all_open else f"No model could answer right now{kind}. Please try again.",
+    )
+
+
+def _complete_usage(usage: Usage | None, *, request: ChatRequest, text: str, cut_short: bool) -> Usage:
+    """The usage to bill. When the answer was cut short (error, stop) the provider may not have reported the
+    output tokens yet (Anthropic sends them at the end; OpenAI-compatible providers send everything at the
+    end): those come from the named estimator, and the usage is flagged estimated."""
+    if usage is not None and (usage.output_tokens or not cut_short):
+        return usage  # the provider reported its own output count: bill that
+    return Usage(
+        input_tokens=usage.input_tokens if usage is not None else estimate_prompt_tokens(request),
+        output_tokens=estimate_tokens(text),
+        cache_read_tokens=usage.cache_read_tokens if usage is not None else 0,
+        cache_write_tokens=usage.cache_write_tokens if usage is not None else 0,
+        output_estimated=True,
+    )

@@ -1,0 +1,111 @@
+"""The policy: (requested tier, plan, spend against the cap, prompt size, endpoint health) → an ordered chain
+of endpoints and a reason in words. Pure: the caller gathers the inputs (routing.core), so the decision is
+cheap and testable without Redis or a provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from .breaker import HALF_OPEN, SKIPPED_STATES
+from .catalog import Catalog, EndpointInfo
+from .errors import AllEndpointsFailed, ModelNotAllowed, RequestInvalid, TierNotAllowed
+from .types import OUTCOME_SKIPPED, TIERS, Attempt
+
+TIER_LABELS = {"auto": "Auto", "max": "MAX"}
+
+
+@dataclass(slots=True)
+class RoutePlan:
+    tier: str  # the tier actually served (differs from the requested one only after a cap downgrade)
+    chain: list[EndpointInfo]
+    reason: str
+    half_open: set[str] = field(default_factory=set)  # endpoints whose half-open trial must be claimed first
+    skipped: list[Attempt] = field(default_factory=list)  # breaker skips, for the decision log
+
+
+def downgrade_applies(*, plan, spend: Decimal | None) -> bool:
+    """MAX is served on Auto once the tenant has billed `max_to_auto_share` of its monthly cap."""
+    if plan.max_to_auto_share is None or plan.monthly_cap is None or spend is None:
+        return False
+    return spend >= plan.max_to_auto_share * plan.monthly_cap
+
+
+def policy_decide(
+    *,
+    catalog: Catalog,
+    tier: str,
+    plan,
+    spend: Decimal | None,
+    prompt_tokens: int,
+    max_tokens: int,
+    health: dict[str, dict],
+    model: str | None = None,
+) -> RoutePlan:
+    if tier not in TIERS:
+        raise RequestInvalid(f"Unknown tier {tier!r}: use auto or max.")
+    if not plan.allows_tier(tier):
+        raise TierNotAllowed(
+            f"{TIER_LABELS[tier]} is not part of the {plan.name} plan — ask your admin to upgrade."
+        )
+    notes: list[str] = []
+    served = tier
+    if model is not None:
+        if not plan.api_models_allowed:
+            raise ModelNotAllowed(
+                f"The {plan.name} plan does not allow choosing a model: use \"auto\" or \"max\"."
+            )
+        endpoint = catalog.endpoints.get(model)
+        if endpoint is None or not endpoint.enabled:
+            raise ModelNotAllowed(f"There is no model named {model!r}. Use \"auto\", \"max\" or a listed model.")
+        candidates = [model]
+        notes.append(f"model {model} requested explicitly")
+    else:
+        if tier == "max" and downgrade_applies(plan=plan, spend=spend):
+            served = "auto"
+            share = int(plan.max_to_auto_share * 100)
+            notes.append(f"MAX served on Auto: {share}% of the monthly cap is used")
+        candidates = list(catalog.chains.get(served, ()))
+        notes.insert(0, f"tier {served}")
+
+    chain: list[EndpointInfo] = []
+    half_open: set[str] = set()
+    skipped: list[Attempt] = []
+    too_small = breaker_open = 0
+    needed = prompt_tokens + max_tokens
+    for slug in candidates:
+        endpoint = catalog.endpoints.get(slug)
+        if endpoint is None or not endpoint.enabled:
+            notes.append(f"skipped {slug}: disabled")
+            continue
+        if needed > endpoint.context_window:
+            too_small += 1
+            notes.append(f"skipped {slug}: needs ~{needed} tokens, context window {endpoint.context_window}")
+            continue
+        state = health.get(slug, {}).get("state")
+        if state in SKIPPED_STATES:
+            breaker_open += 1
+            detail = f"circuit {state.replace('_', ' ')}"
+            notes.append(f"skipped {slug}: {detail}")
+            skipped.append(Attempt(endpoint=slug, provider=endpoint.provider, outcome=OUTCOME_SKIPPED,
+                                   detail=detail))
+            continue
+        if state == HALF_OPEN:
+            half_open.add(slug)
+            notes.append(f"{slug}: half-open trial")
+        chain.append(endpoint)
+
+    if not chain:
+        if breaker_open:
+            raise AllEndpointsFailed(skipped, all_breakers_open=True)
+        if too_small:
+            raise RequestInvalid(
+                f"This conversation is too long for the {TIER_LABELS.get(served, served)} models "
+                f"(about {prompt_tokens} tokens plus {max_tokens} for the answer). Start a new conversation "
+                "or ask for a shorter answer."
+            )
+        raise AllEndpointsFailed([], message="No model is configured for this tier. Please contact support.")
+    order = " → ".join(e.slug for e in chain)
+    return RoutePlan(tier=served, chain=chain, reason="; ".join([*notes, f"chain {order}"]),
+                     half_open=half_open, skipped=skipped)

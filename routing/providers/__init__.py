@@ -1,0 +1,67 @@
+"""Provider adapters: one module per wire protocol. Each is pure (no I/O): build_request, parse_response,
+new_stream_state / parse_stream_event / stream_usage, classify_error. routing.dispatch does the I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from types import ModuleType
+
+from ..types import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    url: str
+    headers: dict[str, str]
+    body: dict
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedResponse:
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+class StreamState:
+    """What a stream has told us so far. Usage counters stay None until the provider reports them."""
+
+    __slots__ = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "finish_reason",
+                 "finished")
+
+    def __init__(self):
+        self.input_tokens: int | None = None
+        self.output_tokens: int | None = None
+        self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
+        self.finish_reason: str | None = None
+        self.finished = False
+
+    def usage(self) -> Usage | None:
+        if self.input_tokens is None and self.output_tokens is None:
+            return None
+        return Usage(input_tokens=self.input_tokens or 0, output_tokens=self.output_tokens or 0,
+                     cache_read_tokens=self.cache_read_tokens, cache_write_tokens=self.cache_write_tokens)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from datetime import UTC, datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def adapter_for(kind: str) -> ModuleType:
+    from . import anthropic, openai_compat
+
+    return {"anthropic": anthropic, "openai_compatible": openai_compat}[kind]

@@ -1,0 +1,185 @@
+"""OpenAI-compatible chat completions adapter (Moonshot Kimi and any other OpenAI-compatible base URL).
+Pure: no I/O. https://platform.openai.com/docs/api-reference/chat, https://platform.moonshot.ai/docs/api/chat
+
+Usage: `prompt_tokens` includes cached tokens, so input_tokens = prompt_tokens - cached, where cached is
+`prompt_tokens_details.cached_tokens` (OpenAI) or `cached_tokens` (Moonshot). There is no cache-write count.
+Streaming usage arrives in a final chunk with empty `choices` (stream_options.include_usage) or, on Moonshot,
+inside the last choice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+from collections.abc import Mapping
+
+from ..errors import (
+    KIND_AUTH,
+    KIND_BAD_REQUEST,
+    KIND_CONTENT_FILTER,
+    KIND_CONTEXT_LENGTH,
+    KIND_OVERLOADED,
+    KIND_RATE_LIMITED,
+    KIND_SERVER,
+    ProviderError,
+)
+from ..types import (
+    FINISH_CONTENT_FILTER,
+    FINISH_LENGTH,
+    FINISH_STOP,
+    ChatRequest,
+    Finish,
+    TextDelta,
+    Usage,
+    UsageUpdate,
+)
+from . import ParsedResponse, StreamState, UpstreamRequest, parse_retry_after
+
+FINISH_REASONS = {
+    "stop": FINISH_STOP,
+    "length": FINISH_LENGTH,
+    "content_filter": FINISH_CONTENT_FILTER,
+    "tool_calls": FINISH_STOP,
+    "function_call": FINISH_STOP,
+}
+
+ERROR_TYPES = {
+    "engine_overloaded_error": KIND_OVERLOADED,
+    "rate_limit_reached_error": KIND_RATE_LIMITED,
+    "rate_limit_exceeded": KIND_RATE_LIMITED,
+    "requests": KIND_RATE_LIMITED,
+    "tokens": KIND_RATE_LIMITED,
+    "invalid_authentication_error": KIND_AUTH,
+    "incorrect_api_key_error": KIND_AUTH,
+    "authentication_error": KIND_AUTH,
+    "permission_denied_error": KIND_AUTH,
+    "exceeded_current_quota_error": KIND_AUTH,
+    "insufficient_quota": KIND_AUTH,
+    "invalid_request_error": KIND_BAD_REQUEST,
+    "context_length_exceeded": KIND_CONTEXT_LENGTH,
+    "content_filter": KIND_CONTENT_FILTER,
+    "server_error": KIND_SERVER,
+}
+
+_CONTEXT_HINTS = ("context length", "context_length", "maximum context", "context window", "too long",
+                  "exceeded model token limit", "token limit")
+_FILTER_HINTS = ("high risk", "content filter", "content_filter")
+
+
+def build_request(*, base_url: str, api_key: str, model: str, request: ChatRequest, stream: bool,
+                  max_tokens: int) -> UpstreamRequest:
+    messages = [{"role": "system", "content": request.system}] if request.system else []
+    messages += [{"role": m.role, "content": m.content} for m in request.messages]
+    body: dict = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    headers = {"authorization": f"Bearer {api_key}", "content-type": "application/json"}
+    return UpstreamRequest(url=f"{base_url.rstrip('/')}/chat/completions", headers=headers, body=body)
+
+
+def _usage(raw: Mapping) -> Usage:
+    details = raw.get("prompt_tokens_details") or {}
+    cached = int(details.get("cached_tokens") or raw.get("cached_tokens") or 0)
+    prompt = int(raw.get("prompt_tokens") or 0)
+    return Usage(input_tokens=max(0, prompt - cached), output_tokens=int(raw.get("completion_tokens") or 0),
+                 cache_read_tokens=cached, cache_write_tokens=0)
+
+
+def parse_response(body: Mapping) -> ParsedResponse:
+    if body.get("error"):
+        raise classify_error(200, {}, json.dumps(body).encode())
+    try:
+        choice = body["choices"][0]
+        text = (choice.get("message") or {}).get("content") or ""
+        finish = FINISH_REASONS.get(choice.get("finish_reason") or "stop", FINISH_STOP)
+        usage = body.get("usage") or choice.get("usage") or {}
+        return ParsedResponse(text=text, finish_reason=finish, usage=_usage(usage))
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise ProviderError(KIND_SERVER, f"Unreadable chat completion: {exc!r}") from None
+
+
+def new_stream_state() -> StreamState:
+    return StreamState()
+
+
+def _take_usage(state: StreamState, raw: Mapping) -> UsageUpdate:
+    usage = _usage(raw)
+    state.input_tokens, state.output_tokens = usage.input_tokens, usage.output_tokens
+    state.cache_read_tokens = usage.cache_read_tokens
+    return UsageUpdate(usage)
+
+
+def parse_stream_event(state: StreamState, event: str | None, data: str) -> list:
+    """One `data:` payload in, normalized events out. Raises ProviderError for an error chunk or bad JSON."""
+    if data.strip() == "[DONE]":
+        state.finished = True
+        return [Finish(state.finish_reason or FINISH_STOP)]
+    try:
+        payload = orjson.loads(data)
+    except ValueError:
+        raise ProviderError(KIND_SERVER, "The provider sent a malformed stream chunk.") from None
+    if not isinstance(payload, dict):
+        raise ProviderError(KIND_SERVER, "The provider sent a malformed stream chunk.")
+    if payload.get("error"):
+        raise classify_error(200, {}, data.encode())
+    events: list = []
+    for choice in payload.get("choices") or ():
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            events.append(TextDelta(content))
+        if choice.get("finish_reason"):
+            state.finish_reason = FINISH_REASONS.get(choice["finish_reason"], FINISH_STOP)
+        if choice.get("usage"):  # Moonshot: usage inside the last choice
+            events.append(_take_usage(state, choice["usage"]))
+    if payload.get("usage"):
+        events.append(_take_usage(state, payload["usage"]))
+    return events
+
+
+def stream_usage(state: StreamState) -> Usage | None:
+    return state.usage()
+
+
+def classify_error(status: int, headers: Mapping, body: bytes) -> ProviderError:
+    error_type, code, message = "", "", ""
+    try:
+        error = json.loads(body).get("error") or {}
+        if isinstance(error, str):
+            message = error
+        else:
+            error_type, code, message = error.get("type") or "", error.get("code") or "", error.get("message") or ""
+    except (ValueError, AttributeError):
+        message = body[:200].decode(errors="replace")
+    kind = ERROR_TYPES.get(str(code)) or ERROR_TYPES.get(error_type)
+    if kind is None:
+        if status == 429:
+            kind = KIND_RATE_LIMITED
+        elif status in (401, 403):
+            kind = KIND_AUTH
+        elif status == 413:
+            kind = KIND_CONTEXT_LENGTH
+        elif 400 <= status < 500 and status != 408:
+            kind = KIND_BAD_REQUEST
+        else:
+            kind = KIND_SERVER
+    lowered = message.lower()
+    if kind == KIND_BAD_REQUEST and any(h in lowered for h in _CONTEXT_HINTS):
+        kind = KIND_CONTEXT_LENGTH
+    elif kind == KIND_BAD_REQUEST and any(h in lowered for h in _FILTER_HINTS):
+        kind = KIND_CONTENT_FILTER
+    retryable = None
+    if error_type in ("exceeded_current_quota_error", "insufficient_quota") or code == "insufficient_quota":
+        retryable = False  # the account is out of credit: waiting will not help, another provider might
+    if status == 404:
+        kind, retryable = KIND_SERVER, False
+    retry_after = parse_retry_after(headers.get("retry-after") or headers.get("Retry-After"))
+    return ProviderError(kind, message or f"Provider returned HTTP {status}", retryable=retryable,
+                         status=status or None, retry_after=retry_after)
