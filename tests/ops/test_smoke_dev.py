@@ -1,0 +1,107 @@
+"""Smoke test of the embedded default: with DATABASE_URL / REDIS_URL unset, `make dev` comes up, serves
+/healthz, lets alice log in, and a Ctrl-C (SIGINT to its process group, as a terminal sends it) stops every
+process it started. .ci/run runs this first, on its own (`-m smoke`).
+
+It uses its own var dir and free ports, so it runs beside a `make dev` or `make test` of the same checkout.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from scripts.services import management_command_exists
+from tests.ops.conftest import BASE_DIR, free_port, process_tree, still_alive
+
+pytestmark = [pytest.mark.smoke, pytest.mark.slow]
+
+# A first start includes initdb and every migration on a shared 2-core machine.
+UP_TIMEOUT = 300
+DEMO_PASSWORD = "kiwiclaw-demo"
+
+
+def _tail(path, lines=60):
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _wait_healthy(base_url, proc, log_path):
+    deadline = time.monotonic() + UP_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"make dev exited with {proc.returncode} before serving:\n{_tail(log_path)}")
+        try:
+            response = httpx.get(f"{base_url}/healthz", timeout=2)
+            if response.status_code == 200:
+                return response
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"/healthz did not answer 200 within {UP_TIMEOUT}s:\n{_tail(log_path)}")
+
+
+def _log_in(base_url, email, password):
+    """Posts the login form like a browser: GET for the CSRF cookie and token, then POST. Returns the response."""
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        page = client.get("/login/")
+        assert page.status_code == 200, page.text[:500]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+        response = client.post(
+            "/login/", data={"csrfmiddlewaretoken": token, "username": email, "password": password}
+        )
+        if response.status_code == 302:
+            # The session works: the page it sends us to does not bounce back to the login page.
+            landing = client.get(response.headers["location"], follow_redirects=True)
+            assert landing.status_code == 200
+            assert "/login/" not in str(landing.url)
+        return response
+
+
+def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, marked):
+    port, fake_port = free_port(), free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "make-dev.log"
+    dev_args = f"--port {port} --fake-provider-port {fake_port} --var-dir {tmp_path / 'var'}"
+    with open(log_path, "wb") as log:
+        # A session of its own, so the SIGINT below reaches make and the supervisor as a terminal's Ctrl-C would.
+        proc = subprocess.Popen(
+            ["make", "--no-print-directory", "dev", f"DEV_ARGS={dev_args}"],
+            cwd=BASE_DIR, env=marked.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        health = _wait_healthy(base_url, proc, log_path)
+        assert health.json()["checks"] == {"database": "ok", "redis": "ok"}
+
+        started = process_tree(proc.pid)
+        running = "\n".join(cmd for _, cmd in started.values())
+        for what in ("uvicorn kiwiclaw.asgi:application", "celery -A kiwiclaw worker", "celery -A kiwiclaw beat",
+                     "postgres -D", "redis-server 127.0.0.1:"):
+            assert what in running, f"{what!r} is not running under make dev:\n{running}"
+        assert "5432" not in re.findall(r"port=(\d+)", running), "embedded Postgres must not take 5432"
+        if management_command_exists("fake_provider"):
+            assert f"fake_provider --port {fake_port}" in running
+
+        login_checked = management_command_exists("seed_demo")
+        if login_checked:
+            assert _log_in(base_url, "alice@acme.test", "wrong-password").status_code == 200  # form again
+            assert _log_in(base_url, "alice@acme.test", DEMO_PASSWORD).status_code == 302
+
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        # Everything make dev started (its process tree while running) is gone, and so is anything that carries
+        # its environment marker, in case something had left the tree (daemonized).
+        assert still_alive(started) == [], f"processes left after SIGINT: {still_alive(started)}"
+        assert marked.left(timeout=5) == []
+        assert "all processes stopped" in log_path.read_text(errors="replace")
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{base_url}/healthz", timeout=2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if not login_checked:
+        pytest.skip("seed_demo does not exist yet: came up and stopped cleanly, but the alice login was not checked")
