@@ -1,0 +1,68 @@
+"""Money rules. Every amount is a `Decimal`; floats never touch money.
+
+- Cost is what the provider charges us: tokens × the answering model's unit prices (USD per million tokens),
+  computed by routing's cost function and handed to `billing.services.usage_record`.
+- Billed amount = cost × (1 + markup_percent / 100), kept at ledger precision (10 decimal places of a dollar).
+- Rounding to cents happens once, on invoice lines, by `round_cents` (half-up). Invoice totals are sums of
+  already-rounded lines, so a total always equals the sum of the lines printed above it.
+- Included credit offsets usage only (never the monthly fee) and never takes an invoice below the fee:
+  credit applied = min(included credit, usage amount). Unused credit does not roll over.
+- The monthly fee is the fee of the plan the tenant is on when the month ends; no proration.
+"""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+# Ledger precision: a single token of the cheapest model is well above 1e-10 USD.
+LEDGER_PLACES = Decimal("0.0000000001")
+CENT = Decimal("0.01")
+HUNDRED = Decimal("100")
+ZERO = Decimal("0")
+
+# Budgets in Redis count whole units of LEDGER_PLACES, so the cache adds up exactly like the ledger.
+UNITS_PER_DOLLAR = 10**10
+
+
+def require_decimal(value, *, name: str) -> Decimal:
+    """Reject floats and other non-Decimal money early, with a message naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        raise TypeError(f"{name} must be a Decimal, not {type(value).__name__}.")
+    value = Decimal(value)
+    if not value.is_finite():
+        raise ValueError(f"{name} must be a finite amount.")
+    return value
+
+
+def to_ledger(amount: Decimal) -> Decimal:
+    """Quantize to ledger precision (10 places). Not a cents rounding: it only drops sub-1e-10 dust."""
+    return amount.quantize(LEDGER_PLACES, rounding=ROUND_HALF_UP)
+
+
+def billed_amount(cost: Decimal, markup_percent: Decimal) -> Decimal:
+    """What the tenant is charged for a provider cost under a plan's markup, at ledger precision."""
+    cost = require_decimal(cost, name="cost")
+    markup_percent = require_decimal(markup_percent, name="markup_percent")
+    return to_ledger(cost * (1 + markup_percent / HUNDRED))
+
+
+def round_cents(amount: Decimal) -> Decimal:
+    """THE rounding rule: to the cent, half-up (0.005 → 0.01). Applied once, to each invoice line."""
+    return require_decimal(amount, name="amount").quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def credit_applied(*, usage_amount: Decimal, included_credit: Decimal) -> Decimal:
+    """Included credit offsets usage, never below zero and never against the fee."""
+    return max(ZERO, min(included_credit, usage_amount))
+
+
+def to_units(amount: Decimal) -> int:
+    """Dollars → integer ledger units for the Redis budget counters."""
+    return int(to_ledger(amount) * UNITS_PER_DOLLAR)
+
+
+def from_units(units: int) -> Decimal:
+    return (Decimal(units) / UNITS_PER_DOLLAR).quantize(LEDGER_PLACES)
+
+
+def format_usd(amount: Decimal) -> str:
+    """$1,234.50 — for messages to people (not for invoices, which print Decimals as stored)."""
+    return f"${amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
