@@ -1,0 +1,167 @@
+"""Reads for billing. Tenant reads take the tenant; cross-tenant reads (finance) end in `_all_tenants`."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models.functions import TruncDay
+
+from tenants.models import ApiKey, Tenant, User
+
+from . import money
+from .budget import cached_month_spend
+from .models import Invoice, UsageRecord
+from .months import month_bounds, month_start
+
+_TOKENS = F("input_tokens") + F("output_tokens") + F("cache_read_tokens") + F("cache_write_tokens")
+
+
+def _usage_totals() -> dict:
+    return {
+        "requests": Count("id"),
+        "estimated": Count("id", filter=Q(output_estimated=True)),
+        "input_tokens": Sum("input_tokens"),
+        "output_tokens": Sum("output_tokens"),
+        "cache_read_tokens": Sum("cache_read_tokens"),
+        "cache_write_tokens": Sum("cache_write_tokens"),
+        "tokens": Sum(_TOKENS),
+        "cost": Sum("cost"),
+        "billed": Sum("billed"),
+    }
+
+
+# --- spend ---------------------------------------------------------------------------------------------------
+
+def tenant_month_spend(*, tenant: Tenant) -> Decimal:
+    """Billed USD this UTC month, from the budget cache (seeded from the ledger on a miss)."""
+    return cached_month_spend(tenant_id=tenant.pk)
+
+
+def tenant_budget_status(*, tenant: Tenant) -> dict | None:
+    """Spend against the plan's cap for the banner; None when the plan has no cap."""
+    cap = tenant.plan.monthly_cap
+    if not cap:
+        return None
+    spend = tenant_month_spend(tenant=tenant)
+    return {"spend": spend, "cap": cap, "share": spend / cap, "plan": tenant.plan}
+
+
+# --- a tenant's usage ----------------------------------------------------------------------------------------
+
+def usage_list(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> QuerySet[UsageRecord]:
+    """The tenant's ledger rows in a month, optionally only one member's."""
+    start, end = month_bounds(month or month_start())
+    rows = UsageRecord.objects.filter(tenant=tenant, recorded_at__gte=start, recorded_at__lt=end)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    return rows
+
+
+def usage_totals(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> dict:
+    totals = usage_list(tenant=tenant, month=month, user_id=user_id).aggregate(**_usage_totals())
+    return {k: (v if v is not None else (money.ZERO if k in ("cost", "billed") else 0)) for k, v in totals.items()}
+
+
+def usage_by_model(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> QuerySet:
+    return (usage_list(tenant=tenant, month=month, user_id=user_id)
+            .values("endpoint_slug", "provider").annotate(**_usage_totals()).order_by("-billed", "endpoint_slug"))
+
+
+def usage_by_day(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> QuerySet:
+    return (usage_list(tenant=tenant, month=month, user_id=user_id)
+            .annotate(day=TruncDay("recorded_at")).values("day").annotate(**_usage_totals()).order_by("day"))
+
+
+def usage_by_day_and_model(*, tenant: Tenant, month: date | None = None) -> QuerySet:
+    return (usage_list(tenant=tenant, month=month).annotate(day=TruncDay("recorded_at"))
+            .values("day", "endpoint_slug", "provider").annotate(**_usage_totals())
+            .order_by("day", "endpoint_slug", "provider"))
+
+
+def usage_by_member(*, tenant: Tenant, month: date | None = None) -> list[dict]:
+    """Per acting user; users since deleted still appear, by id (the ledger keeps no foreign key)."""
+    rows = list(usage_list(tenant=tenant, month=month).values("user_id").annotate(**_usage_totals())
+                .order_by("-billed", "user_id"))
+    users = User.objects.in_bulk([r["user_id"] for r in rows if r["user_id"] is not None])
+    for row in rows:
+        user = users.get(row["user_id"])
+        row["label"] = user.display_name if user else ("No user" if row["user_id"] is None
+                                                       else f"Deleted user #{row['user_id']}")
+        row["email"] = user.email if user else ""
+    return rows
+
+
+def usage_by_api_key(*, tenant: Tenant, month: date | None = None) -> list[dict]:
+    """Per API key (chat usage has none); revoked and deleted keys still appear."""
+    rows = list(usage_list(tenant=tenant, month=month).filter(api_key_id__isnull=False)
+                .values("api_key_id").annotate(**_usage_totals()).order_by("-billed", "api_key_id"))
+    keys = ApiKey.objects.filter(tenant=tenant).in_bulk([r["api_key_id"] for r in rows])
+    for row in rows:
+        key = keys.get(row["api_key_id"])
+        row["label"] = f"{key.name} ({key.prefix}…)" if key else f"Deleted key #{row['api_key_id']}"
+        row["revoked"] = bool(key and not key.is_active)
+    return rows
+
+
+# --- a tenant's invoices -------------------------------------------------------------------------------------
+
+def invoice_list(*, tenant: Tenant) -> QuerySet[Invoice]:
+    return Invoice.objects.filter(tenant=tenant).select_related("tenant").order_by("-month")
+
+
+def invoice_get(*, tenant: Tenant, invoice_id) -> Invoice:
+    """Raises Invoice.DoesNotExist for a missing id and for another tenant's id alike."""
+    return invoice_list(tenant=tenant).prefetch_related("lines").get(pk=invoice_id)
+
+
+# --- finance, across tenants ---------------------------------------------------------------------------------
+
+OVERVIEW_SORTS = {
+    "tenant": "tenant__name", "plan": "plan_name", "requests": "request_count", "tokens": "total_tokens",
+    "cost": "usage_cost", "billed": "usage_billed", "margin": "margin_value", "total": "total",
+    "status": "status",
+}
+
+
+def invoice_overview_all_tenants(*, month: date, sort: str = "billed", descending: bool = True) -> QuerySet:
+    """Every tenant's invoice (draft or final) for the month, with its figures: the finance overview.
+
+    Reads the invoice rows the rollup keeps current, not the ledger, so it stays fast at any ledger size.
+    """
+    order = OVERVIEW_SORTS.get(sort, "usage_billed")
+    return (Invoice.objects.filter(month=month).select_related("tenant")
+            .annotate(margin_value=F("usage_billed") - F("usage_cost"))
+            .order_by(f"-{order}" if descending else order, "tenant__name"))
+
+
+def invoice_month_totals_all_tenants(*, month: date) -> dict:
+    totals = Invoice.objects.filter(month=month).aggregate(
+        tenants=Count("id"), requests=Sum("request_count"), tokens=Sum("total_tokens"), cost=Sum("usage_cost"),
+        billed=Sum("usage_billed"), fees=Sum("fee"), credit=Sum("credit"), total=Sum("total"),
+    )
+    totals = {k: v or (0 if k in ("tenants", "requests", "tokens") else money.ZERO) for k, v in totals.items()}
+    totals["margin"] = totals["billed"] - totals["cost"]
+    return totals
+
+
+def invoice_list_all_tenants(*, month: date | None = None, status: str | None = None) -> QuerySet[Invoice]:
+    invoices = Invoice.objects.select_related("tenant").order_by("-month", "number", "tenant__name")
+    if month is not None:
+        invoices = invoices.filter(month=month)
+    if status:
+        invoices = invoices.filter(status=status)
+    return invoices
+
+
+def invoice_get_all_tenants(*, invoice_id) -> Invoice:
+    return Invoice.objects.select_related("tenant").prefetch_related("lines").get(pk=invoice_id)
+
+
+def tenant_get_all_tenants(*, tenant_id) -> Tenant:
+    return Tenant.objects.select_related("plan").get(pk=tenant_id)
+
+
+def last_rollup_all_tenants(*, month: date):
+    return Invoice.objects.filter(month=month).order_by("-rolled_up_at").values_list("rolled_up_at", flat=True).first()
