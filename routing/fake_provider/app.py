@@ -17,6 +17,7 @@ Scenario options (all optional):
   hang             never answer (until the client goes away)
   hang_after       streaming: send N deltas, then hang
   malformed_after  streaming: send N deltas, then a chunk that is not JSON
+  drop_after       streaming: send N deltas, then end the response without finishing the stream
   cache_read_tokens, cache_write_tokens  report prompt caching (cache write is Anthropic only)
   usage_in_choice  OpenAI protocol: put usage inside the last choice (Moonshot's form) instead of a usage chunk
   finish_reason    force the provider's own stop reason (e.g. "content_filter", "max_tokens")
@@ -247,6 +248,8 @@ class Anthropic:
             if scenario.get("hang_after") == i:
                 yield "hang", b""
                 return
+            if scenario.get("drop_after") == i:
+                return
             if scenario.get("malformed_after") == i:
                 yield "meta", b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"delta\n\n"
                 return
@@ -322,6 +325,8 @@ class OpenAI:
                 return
             if scenario.get("hang_after") == i:
                 yield "hang", b""
+                return
+            if scenario.get("drop_after") == i:
                 return
             if scenario.get("malformed_after") == i:
                 yield "meta", b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [{\n\n"
