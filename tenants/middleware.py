@@ -1,10 +1,14 @@
 """Tenant resolution: `request.tenant` and `request.membership` from the user's current membership.
 
 The current tenant's id is kept in the session; a user with no valid choice gets their first membership.
-Members of a suspended tenant see one page saying so and can do nothing else there (they may still log out
-or switch to another tenant). The `/v1/` proxy path authenticates by API key and is left alone.
+Members of a suspended tenant see one page saying so and can do nothing else there (they may still log out,
+switch to another tenant, accept an invite elsewhere, or use staff pages). The `/v1/` proxy path
+authenticates by API key and is left alone.
+
+The middleware is sync and async capable, so that under ASGI the `/v1/` path does not pay a thread hop here.
 """
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.shortcuts import render
 
 from .selectors import membership_get_for_user, membership_list_for_user
@@ -12,7 +16,8 @@ from .selectors import membership_get_for_user, membership_list_for_user
 SESSION_KEY = "tenant_id"
 # Paths a member of a suspended tenant may still use.
 SUSPENDED_ALLOWED_PREFIXES = ("/logout", "/tenants/switch", "/static/", "/healthz", "/admin/", "/staff/",
-                              "/finance/", "/password/")
+                              "/finance/", "/password/", "/invite/")
+UNTOUCHED_PREFIXES = ("/v1/",)
 
 
 def resolve_membership(request):
@@ -28,20 +33,38 @@ def resolve_membership(request):
     return membership
 
 
+def _apply(request):
+    """Set request.tenant / request.membership; returns the suspended page when the tenant is suspended."""
+    membership = resolve_membership(request)
+    request.membership = membership
+    request.tenant = membership.tenant if membership else None
+    if (
+        request.tenant is not None
+        and not request.tenant.is_active
+        and not request.path.startswith(SUSPENDED_ALLOWED_PREFIXES)
+    ):
+        return render(request, "tenants/suspended.html", {"tenant": request.tenant}, status=403)
+    return None
+
+
 class TenantMiddleware:
+    sync_capable = True
+    async_capable = True
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
-        if request.path.startswith("/v1/"):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        if request.path.startswith(UNTOUCHED_PREFIXES):
             return self.get_response(request)
-        membership = resolve_membership(request)
-        request.membership = membership
-        request.tenant = membership.tenant if membership else None
-        if (
-            request.tenant is not None
-            and not request.tenant.is_active
-            and not request.path.startswith(SUSPENDED_ALLOWED_PREFIXES)
-        ):
-            return render(request, "tenants/suspended.html", {"tenant": request.tenant}, status=403)
-        return self.get_response(request)
+        return _apply(request) or self.get_response(request)
+
+    async def __acall__(self, request):
+        if request.path.startswith(UNTOUCHED_PREFIXES):
+            return await self.get_response(request)
+        response = await sync_to_async(_apply)(request)
+        return response or await self.get_response(request)

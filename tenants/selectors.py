@@ -2,7 +2,8 @@
 
 from django.db.models import Count, QuerySet
 
-from .models import ApiKey, AuditEvent, Invite, Membership, Tenant, User
+from .keys import hash_secret
+from .models import ApiKey, AuditEvent, Invite, Membership, Plan, Tenant, User
 
 
 def membership_list_for_user(*, user: User) -> QuerySet[Membership]:
@@ -30,6 +31,16 @@ def invite_get(*, tenant: Tenant, invite_id) -> Invite:
     return invite_list(tenant=tenant).get(pk=invite_id)
 
 
+def invite_get_by_token(*, token: str) -> Invite | None:
+    """The invite a link's token opens, in any tenant: holding the token is what grants access to it."""
+    return Invite.objects.select_related("tenant", "created_by").filter(token_hash=hash_secret(token or "")).first()
+
+
+def membership_first_admin(*, tenant: Tenant) -> Membership | None:
+    return (Membership.objects.filter(tenant=tenant, role=Membership.ROLE_ADMIN)
+            .select_related("user").order_by("created_at", "pk").first())
+
+
 def api_key_list(*, tenant: Tenant) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(tenant=tenant).select_related("created_by")
 
@@ -39,7 +50,7 @@ def api_key_get(*, tenant: Tenant, api_key_id) -> ApiKey:
 
 
 def audit_list(*, tenant: Tenant) -> QuerySet[AuditEvent]:
-    return AuditEvent.objects.filter(tenant=tenant)
+    return AuditEvent.objects.filter(tenant=tenant).select_related("actor")
 
 
 def audit_get(*, tenant: Tenant, event_id) -> AuditEvent:
@@ -49,3 +60,27 @@ def audit_get(*, tenant: Tenant, event_id) -> AuditEvent:
 def tenant_list_all_tenants() -> QuerySet[Tenant]:
     """Staff only: every tenant with its plan and member count."""
     return Tenant.objects.select_related("plan").annotate(member_count=Count("memberships")).order_by("name")
+
+
+def tenant_get_all_tenants(*, tenant_id) -> Tenant:
+    """Staff only: any tenant by id. Raises Tenant.DoesNotExist."""
+    return tenant_list_all_tenants().get(pk=tenant_id)
+
+
+def audit_list_all_tenants(*, tenant_id=None, action: str = "") -> QuerySet[AuditEvent]:
+    """Staff only: the audit log across tenants, newest first, optionally narrowed to one tenant or action."""
+    events = AuditEvent.objects.select_related("tenant")
+    if tenant_id:
+        events = events.filter(tenant_id=tenant_id)
+    if action:
+        events = events.filter(action=action)
+    return events
+
+
+def plan_list() -> QuerySet[Plan]:
+    return Plan.objects.all()
+
+
+def tenant_choices_all_tenants() -> QuerySet[Tenant]:
+    """Staff only: id and name of every tenant, for filters."""
+    return Tenant.objects.order_by("name").only("id", "name")

@@ -4,12 +4,19 @@ in the same transaction."""
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .keys import hash_secret, new_api_key_secret, new_invite_token
 from .models import ApiKey, AuditEvent, Invite, Membership, Plan, Tenant, User, slug_validator
+
+INVITE_INVALID = "This invite link is not valid. Ask your admin for a new one."
+INVITE_USED = "This invite link has already been used. Ask your admin for a new one."
+INVITE_EXPIRED = "This invite link has expired. Ask your admin for a new one."
+INVITE_REVOKED = "This invite link has been revoked. Ask your admin for a new one."
 
 
 def audit_record(
@@ -34,12 +41,19 @@ def audit_record(
     )
 
 
+def _check_slug(slug: str) -> None:
+    try:
+        slug_validator(slug or "")
+    except ValidationError:
+        raise ValidationError({"tenant_slug": slug_validator.message}) from None
+    if Tenant.objects.filter(slug=slug).exists():
+        raise ValidationError({"tenant_slug": f"The slug {slug!r} is taken: choose another."})
+
+
 @transaction.atomic
 def tenant_create(*, slug: str, name: str, plan: Plan, admin: User, actor: User | None = None) -> Tenant:
     """Create a tenant with `admin` as its first admin. Raises ValidationError for a bad or taken slug."""
-    slug_validator(slug)
-    if Tenant.objects.filter(slug=slug).exists():
-        raise ValidationError({"slug": "That tenant slug is taken."})
+    _check_slug(slug)
     tenant = Tenant.objects.create(slug=slug, name=name, plan=plan)
     Membership.objects.create(user=admin, tenant=tenant, role=Membership.ROLE_ADMIN)
     audit_record(actor=actor or admin, action="tenant.create", tenant=tenant, target=tenant,
@@ -47,19 +61,54 @@ def tenant_create(*, slug: str, name: str, plan: Plan, admin: User, actor: User 
     return tenant
 
 
+def _new_user(*, email: str, password: str, name: str) -> User:
+    """Create an account after checking the address and the password. Call inside a transaction."""
+    email = User.objects.normalize_email((email or "").strip()).lower()
+    try:
+        validate_email(email)
+    except ValidationError:
+        raise ValidationError({"email": "Enter a valid email address, like name@example.com."}) from None
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "An account with this email already exists. Log in instead."})
+    name = (name or "").strip()[:150]
+    try:
+        validate_password(password, user=User(email=email, name=name))
+    except ValidationError as exc:
+        raise ValidationError({"password": exc.messages}) from None
+    try:
+        # A savepoint, so that losing a race on the unique address leaves the outer transaction usable.
+        with transaction.atomic():
+            return User.objects.create_user(email=email, password=password, name=name)
+    except IntegrityError:
+        raise ValidationError({"email": "An account with this email already exists. Log in instead."}) from None
+
+
 @transaction.atomic
 def user_sign_up(*, email: str, password: str, name: str, tenant_name: str, tenant_slug: str) -> User:
-    """Sign-up: a new user and a new tenant on the Free plan, with the user as its admin."""
-    email = User.objects.normalize_email(email).lower()
-    if User.objects.filter(email__iexact=email).exists():
-        raise ValidationError({"email": "An account with this email already exists."})
-    try:
-        user = User.objects.create_user(email=email, password=password, name=name)
-    except IntegrityError:
-        raise ValidationError({"email": "An account with this email already exists."}) from None
+    """Sign-up: a new user and a new tenant on the Free plan, with the user as its admin.
+
+    Raises ValidationError (keyed by field) for a malformed or taken email, a weak password, or a bad or
+    taken slug; nothing is saved then.
+    """
+    tenant_name = (tenant_name or "").strip()
+    if not tenant_name:
+        raise ValidationError({"tenant_name": "Give your organisation a name."})
+    _check_slug(tenant_slug)
+    user = _new_user(email=email, password=password, name=name)
     free = Plan.objects.get(slug="free")
     tenant_create(slug=tenant_slug, name=tenant_name, plan=free, admin=user)
     return user
+
+
+@transaction.atomic
+def user_sign_up_with_invite(*, email: str, password: str, name: str, token: str) -> Membership:
+    """Sign-up from an invite link: a new user who joins the invite's tenant (no tenant of their own).
+
+    Raises ValidationError for a bad account or an invite that cannot be used; nothing is saved then.
+    """
+    _usable_invite(token)  # refuse a dead link before creating an account
+    user = _new_user(email=email, password=password, name=name)
+    return invite_accept(token=token, user=user)
 
 
 @transaction.atomic
@@ -145,16 +194,35 @@ def invite_create(*, tenant: Tenant, role: str, actor: User, email: str = "") ->
     return invite, token
 
 
+def invite_refusal(invite: Invite | None) -> str | None:
+    """Why an invite cannot be used now, in words for people; None when it can."""
+    if invite is None:
+        return INVITE_INVALID
+    if invite.revoked_at is not None:
+        return INVITE_REVOKED
+    if invite.accepted_at is not None:
+        return INVITE_USED
+    if invite.expires_at <= timezone.now():
+        return INVITE_EXPIRED
+    return None
+
+
+def _usable_invite(token: str) -> Invite:
+    """The invite for `token`, locked; raises ValidationError when it cannot be used. Call in a transaction."""
+    invite = Invite.objects.select_for_update().select_related("tenant").filter(token_hash=hash_secret(token or "")).first()
+    refusal = invite_refusal(invite)
+    if refusal:
+        raise ValidationError(refusal)
+    return invite
+
+
 @transaction.atomic
 def invite_accept(*, token: str, user: User) -> Membership:
-    """Join the invite's tenant. Raises ValidationError for an unknown, expired, revoked or used link."""
-    invite = Invite.objects.select_for_update().filter(token_hash=hash_secret(token)).first()
-    if invite is None or invite.revoked_at is not None:
-        raise ValidationError("This invite link is not valid. Ask your admin for a new one.")
-    if invite.accepted_at is not None:
-        raise ValidationError("This invite link has already been used. Ask your admin for a new one.")
-    if invite.expires_at <= timezone.now():
-        raise ValidationError("This invite link has expired. Ask your admin for a new one.")
+    """Join the invite's tenant. Raises ValidationError for an unknown, expired, revoked or used link,
+    for a link addressed to someone else, and when the user already belongs to the tenant."""
+    invite = _usable_invite(token)
+    if invite.email and invite.email.lower() != user.email.lower():
+        raise ValidationError(f"This invite is for {invite.email}. Log in with that address to accept it.")
     if Membership.objects.filter(user=user, tenant=invite.tenant).exists():
         raise ValidationError(f"You are already a member of {invite.tenant.name}.")
     membership = Membership.objects.create(user=user, tenant=invite.tenant, role=invite.role)
@@ -163,6 +231,32 @@ def invite_accept(*, token: str, user: User) -> Membership:
     invite.save(update_fields=["accepted_at", "accepted_by"])
     audit_record(actor=user, action="membership.join", tenant=invite.tenant, target=membership,
                  after={"user": user.email, "role": invite.role})
+    return membership
+
+
+@transaction.atomic
+def invite_revoke(*, invite: Invite, actor: User) -> Invite:
+    """Revoke an unused invite link. Revoking an already revoked or used one changes nothing."""
+    invite = Invite.objects.select_for_update().get(pk=invite.pk)
+    if invite.revoked_at is not None or invite.accepted_at is not None:
+        return invite
+    invite.revoked_at = timezone.now()
+    invite.save(update_fields=["revoked_at"])
+    audit_record(actor=actor, action="invite.revoke", tenant=invite.tenant, target=invite,
+                 before={"role": invite.role, "email": invite.email})
+    return invite
+
+
+@transaction.atomic
+def membership_create(*, tenant: Tenant, user: User, role: str, actor: User) -> Membership:
+    """Add an existing user to a tenant (staff, from the admin). Members normally join by invite."""
+    if role not in dict(Membership.ROLE_CHOICES):
+        raise ValidationError({"role": f"Unknown role {role!r}."})
+    if Membership.objects.filter(user=user, tenant=tenant).exists():
+        raise ValidationError(f"{user.email} is already a member of {tenant.name}.")
+    membership = Membership.objects.create(user=user, tenant=tenant, role=role)
+    audit_record(actor=actor, action="membership.add", tenant=tenant, target=membership,
+                 after={"user": user.email, "role": role})
     return membership
 
 
@@ -178,6 +272,22 @@ def api_key_create(*, tenant: Tenant, name: str, created_by: User) -> tuple[ApiK
     audit_record(actor=created_by, action="api_key.create", tenant=tenant, target=key,
                  after={"name": key.name, "prefix": prefix})
     return key, secret
+
+
+@transaction.atomic
+def api_key_rename(*, api_key: ApiKey, name: str, actor: User) -> ApiKey:
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the key a name, e.g. the program that will use it."})
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.name == name[:100]:
+        return api_key
+    before = {"name": api_key.name}
+    api_key.name = name[:100]
+    api_key.save(update_fields=["name"])
+    audit_record(actor=actor, action="api_key.rename", tenant=api_key.tenant, target=api_key,
+                 before=before, after={"name": api_key.name})
+    return api_key
 
 
 @transaction.atomic

@@ -1,0 +1,60 @@
+"""Log in, sign up, password reset. There is no outgoing mail: a reset link is logged, and shown on screen
+when DEBUG is on."""
+
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth import login
+from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.tokens import default_token_generator
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+
+from ..forms import SignUpForm
+from ..middleware import SESSION_KEY
+from ..services import user_sign_up
+from ._util import add_service_errors
+
+logger = logging.getLogger("tenants.auth")
+
+MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+def signup(request):
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = user_sign_up(**form.cleaned_data)
+        except ValidationError as exc:
+            add_service_errors(form, exc)
+        else:
+            login(request, user, backend=MODEL_BACKEND)
+            membership = user.memberships.select_related("tenant").get()
+            request.session[SESSION_KEY] = membership.tenant_id
+            messages.success(request, f"Welcome! {membership.tenant.name} is ready on the Free plan.")
+            return redirect("home")
+    return render(request, "registration/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def password_reset(request):
+    """Ask for a reset link. The answer is the same whether or not the address has an account."""
+    form = PasswordResetForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        links = []
+        for user in form.get_users(form.cleaned_data["email"]):
+            uid = urlsafe_base64_encode(force_bytes(user.pk))
+            token = default_token_generator.make_token(user)
+            link = request.build_absolute_uri(reverse("password_reset_confirm", args=[uid, token]))
+            # No mail is sent: operators hand the logged link over when someone asks.
+            logger.info("Password reset link for %s: %s", user.email, link)
+            links.append(link)
+        return render(request, "registration/password_reset_done.html",
+                      {"links": links if settings.DEBUG else [], "debug": settings.DEBUG})
+    return render(request, "registration/password_reset_form.html", {"form": form},
+                  status=400 if form.errors else 200)
