@@ -18,16 +18,17 @@ if [ -x "$venv/bin/python" ]; then
   exit 1
 fi
 
-probe() { "$@" -c "$is_312" 2>/dev/null; }
+# Prints the interpreter's path only if it ran and is 3.12 (a failing shim may still print something).
+probe() { local out; out=$("$@" -c "$is_312" 2>/dev/null) && [ -n "$out" ] && echo "$out"; }
 
 python=""
 if [ -n "${PYTHON:-}" ]; then
-  python=$(probe "$PYTHON") || true
+  python=$(probe "$PYTHON") || python=""
 else
-  python=$(probe python3.12) || true
+  python=$(probe python3.12) || python=""
   if [ -z "$python" ] && command -v pyenv >/dev/null 2>&1; then
     for v in $(pyenv versions --bare 2>/dev/null | grep -E '^3\.12(\.|$)' | sort -rV); do
-      python=$(PYENV_VERSION=$v probe python3.12) || python=$(probe "$(pyenv root)/versions/$v/bin/python3.12") || true
+      python=$(PYENV_VERSION=$v probe python3.12) || python=$(probe "$(pyenv root)/versions/$v/bin/python3.12") || python=""
       [ -n "$python" ] && break
     done
   fi
