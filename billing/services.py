@@ -203,7 +203,8 @@ def _rollup_locked(*, month: date, tenant: Tenant | None = None) -> int:
             continue
         lines_by_tenant[tenant_id].append(InvoiceLine(amount=money.round_cents(row["billed"]), **row))
 
-    tenants = Tenant.objects.filter(created_at__lt=end)
+    # Tenants that existed during the month owe its fee; any tenant with usage in it gets an invoice.
+    tenants = Tenant.objects.filter(Q(created_at__lt=end) | Q(pk__in=list(lines_by_tenant)))
     if tenant is not None:
         tenants = tenants.filter(pk=tenant.pk)
     tenant_rows = list(tenants.exclude(pk__in=final_tenants).values("id", "plan_id"))
