@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "tenants",
     "billing",
     "routing",
@@ -151,12 +152,41 @@ CELERY_BEAT_SCHEDULE = {}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # /api/: an API key (acts as its creator) or the browser session; see routing/proxy/drf.py.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "routing.proxy.drf.ApiKeyAuthentication",
+        "routing.proxy.drf.TenantSessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["routing.proxy.drf.IsTenantMember"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "KiwiClaw API",
     "DESCRIPTION": "Dashboard data API and the OpenAI/Anthropic-compatible LLM proxy.",
     "VERSION": "1.0.0",
+    # Swagger UI from the drf-spectacular-sidecar package, never a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "billing.models.Invoice.STATUS_CHOICES"},
+    # The /v1 proxy endpoints are plain async views, described by hand (routing/proxy/openapi.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "routing.proxy.openapi.add_proxy_paths",
+    ],
 }
+
+# --- Proxy API (/v1) ---
+# Largest accepted request body; bigger ones get 413 without being read further.
+PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+# How long a process trusts its cached API key lookup (revocation is immediate through Redis; see
+# routing/proxy/auth.py).
+PROXY_KEY_CACHE_TTL = env.float("PROXY_KEY_CACHE_TTL", default=10.0)
+
 
 LOGGING = {
     "version": 1,

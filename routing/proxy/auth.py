@@ -8,7 +8,8 @@ Revocation: `tenants.services.api_key_revoke` saves the key; the post_save recei
 drops it from this process's cache at once and sets `kc:rl:revoked:<key id>` in Redis, which the rate-limit
 script (ratelimit.py) checks on every request — so in practice every process refuses it immediately, and
 without Redis's help another process does within the TTL. Plan changes and suspensions also clear this
-process's cache; other processes see them within the TTL. A receiver is used because tenants (a lower
+process's cache, as do membership and user changes (a removed member's keys stop working); other processes
+see them within the TTL. A receiver is used because tenants (a lower
 layer) must not import the proxy.
 """
 
@@ -17,13 +18,14 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
-from django.db.models.signals import post_save
+from django.db import close_old_connections, transaction
+from django.db.models import F
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
 from tenants.keys import API_KEY_PREFIX, hash_secret
-from tenants.models import ApiKey, Plan, Tenant
+from tenants.models import ApiKey, Membership, Plan, Tenant, User
 
 REVOKED_KEY = "kc:rl:revoked:{}"
 _MAX_ENTRIES = 10_000
@@ -31,11 +33,17 @@ _MAX_ENTRIES = 10_000
 
 @dataclass(frozen=True)
 class KeyIdentity:
-    """Everything the hot path needs about a key, loaded with one query."""
+    """Everything the hot path needs about a key, loaded with one query. The key acts as its creator, and only
+    while the creator is an active member of the key's tenant."""
 
     key_id: int
-    user_id: int
+    user: User
+    membership: Membership  # the creator's membership in the key's tenant (its role decides admin rights)
     tenant: Tenant  # with .plan loaded
+
+    @property
+    def user_id(self) -> int:
+        return self.user.pk
 
     @property
     def plan(self) -> Plan:
@@ -51,13 +59,21 @@ def cache_ttl() -> float:
 
 
 def _load(key_hash: str) -> KeyIdentity | None:
-    key = (ApiKey.objects.select_related("tenant__plan")
-           .filter(key_hash=key_hash, revoked_at__isnull=True).first())
-    if key is None:
+    # Outside Django's request cycle (the raw ASGI entry) nobody else returns a broken connection to the pool.
+    close_old_connections()
+    membership = (
+        Membership.objects.select_related("user", "tenant__plan")
+        .filter(user__api_keys__key_hash=key_hash, user__api_keys__revoked_at__isnull=True,
+                user__api_keys__tenant=F("tenant"), user__is_active=True)
+        .annotate(key_id=F("user__api_keys__id"))
+        .first()
+    )
+    if membership is None:
         return None
     # last_used_at is refreshed once per cache period, not per request.
-    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
-    return KeyIdentity(key_id=key.pk, user_id=key.created_by_id, tenant=key.tenant)
+    ApiKey.objects.filter(pk=membership.key_id).update(last_used_at=timezone.now())
+    return KeyIdentity(key_id=membership.key_id, user=membership.user, membership=membership,
+                       tenant=membership.tenant)
 
 
 _aload = sync_to_async(_load)
@@ -120,6 +136,9 @@ def _api_key_saved(sender, instance: ApiKey, created: bool, **kwargs):
         transaction.on_commit(lambda: _forget_key(key_hash, key_id))
 
 
+@receiver(post_save, sender=Membership, dispatch_uid="proxy_membership_saved")
+@receiver(post_delete, sender=Membership, dispatch_uid="proxy_membership_deleted")
+@receiver(post_save, sender=User, dispatch_uid="proxy_user_saved")
 @receiver(post_save, sender=Tenant, dispatch_uid="proxy_tenant_saved")
 @receiver(post_save, sender=Plan, dispatch_uid="proxy_plan_saved")
 def _tenant_or_plan_saved(sender, **kwargs):

@@ -1,0 +1,382 @@
+"""The proxy's request flow, independent of the web framework: headers and body in, a `ProxyResponse` out.
+
+    key (cached) → tenant active → parse → tier/model in plan → rate limits (Redis) → budget hold (Redis)
+    → routing core (route_complete / route_stream) → usage row (billing.usage_record, key api:<request id>)
+    → answer in the caller's protocol.
+
+The routing core runs in a task of its own (`_Call`), detached from the HTTP request, so a client that goes
+away cannot cut the bookkeeping short: the stream is told to stop (`should_stop`), the core ends it with
+`Done(cancelled)` carrying the tokens so far (estimated where the provider had not reported them), and the
+usage row is written exactly once (usage_record is idempotent on its key). On the normal path the row is
+written before the last bytes (usage chunk, `[DONE]`, `message_stop`) are sent.
+
+Both the Django views (views.py) and the raw ASGI entry (asgi.py) call `handle`.
+"""
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+import orjson
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from billing.budget import BudgetExceeded, abudget_release, abudget_reserve
+from routing.catalog import catalog_cached, catalog_get
+from routing.cost import estimate_max_cost
+from routing.errors import (
+    AllEndpointsFailed,
+    ModelNotAllowed,
+    ProviderError,
+    RequestInvalid,
+    RoutingError,
+    TierNotAllowed,
+)
+from routing.types import FINISH_ERROR, Done, TextDelta, Usage
+
+from . import formatting as fmt
+from .auth import KeyIdentity, aauthenticate_key
+from .errors import ANTHROPIC, OPENAI, ProxyError, error_body, error_headers, error_payload
+from .parsing import ParsedCall, parse_anthropic, parse_openai
+from .ratelimit import arate_limit_settle, arate_limit_take
+
+logger = logging.getLogger("routing.proxy")
+
+JSON = ("content-type", "application/json")
+SSE_HEADERS = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"),
+               ("x-accel-buffering", "no")]
+
+# Calls still running after their client left; kept referenced so the event loop does not drop them.
+_background: set[asyncio.Task] = set()
+
+
+@dataclass
+class ProxyResponse:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+def max_body_bytes() -> int:
+    return int(getattr(settings, "PROXY_MAX_BODY_BYTES", 2 * 1024 * 1024))
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+def error_response(error: ProxyError, protocol: str, request_id: str) -> ProxyResponse:
+    return ProxyResponse(error.status, error_headers(error) + [("x-request-id", request_id)],
+                         error_body(error, protocol, request_id))
+
+
+def _secret(headers: Mapping[str, str], protocol: str) -> str | None:
+    auth = headers.get("authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    if protocol == ANTHROPIC:
+        return headers.get("x-api-key") or None
+    return None
+
+
+async def authenticate(headers: Mapping[str, str], protocol: str) -> KeyIdentity:
+    secret = _secret(headers, protocol)
+    if not secret:
+        hint = "`x-api-key` header or `Authorization: Bearer`" if protocol == ANTHROPIC else \
+            "`Authorization: Bearer <key>` header"
+        raise ProxyError("auth", f"No API key: send your KiwiClaw API key in the {hint}.")
+    identity = await aauthenticate_key(secret)
+    if identity is None:
+        raise ProxyError("auth", "Incorrect or revoked API key. Create a key on the API keys page.")
+    if not identity.tenant.is_active:
+        raise ProxyError("permission", f"The tenant {identity.tenant.name} is suspended. Contact support.")
+    return identity
+
+
+def _routing_error(exc: RoutingError) -> ProxyError:
+    if isinstance(exc, RequestInvalid):
+        return ProxyError("invalid", exc.message)
+    if isinstance(exc, TierNotAllowed | ModelNotAllowed):
+        return ProxyError("permission", exc.message)
+    if isinstance(exc, ProviderError):
+        # Terminal request errors (the upstream refused this request itself, e.g. context too long).
+        return ProxyError("invalid", f"The model refused the request: {exc.message}")
+    if isinstance(exc, AllEndpointsFailed):
+        tried = "; ".join(
+            f"{a.endpoint}: {a.outcome}" + (f" ({a.error_kind})" if a.error_kind else "")
+            for a in exc.attempts
+        )
+        message = exc.message + (f" Attempts: {tried}." if tried else "")
+        return ProxyError("overloaded" if exc.all_breakers_open else "upstream_failed", message)
+    return ProxyError("upstream_failed", exc.message)
+
+
+def _check_plan(identity: KeyIdentity, call: ParsedCall) -> None:
+    plan = identity.plan
+    if call.tier is not None:
+        if not plan.allows_tier(call.tier):
+            raise ProxyError("permission", f"The {plan.name} plan does not include the {call.tier.upper()} tier.")
+    elif not plan.api_models_allowed:
+        raise ProxyError("permission", f"The {plan.name} plan only allows the models \"auto\" and \"max\" "
+                                       f"(got {call.model!r}).")
+
+
+def _facts(request_id: str, result) -> fmt.RouteFacts:
+    return fmt.RouteFacts(request_id=request_id, tier=result.tier, endpoint=result.endpoint,
+                          upstream_model=result.upstream_model, fallback_count=result.fallback_count)
+
+
+@sync_to_async
+def _record_usage(*, identity: KeyIdentity, request_id: str, result) -> Decimal:
+    from billing.services import usage_record
+
+    # Outside Django's request cycle (the raw ASGI entry) nobody else returns a broken connection to the pool.
+    close_old_connections()
+    prices = result.prices
+    row = usage_record(
+        tenant=identity.tenant, source="api", key=f"api:{request_id}", user_id=identity.user_id,
+        api_key_id=identity.key_id, endpoint_slug=result.endpoint, provider=result.provider, tier=result.tier,
+        input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens,
+        cache_read_tokens=result.usage.cache_read_tokens, cache_write_tokens=result.usage.cache_write_tokens,
+        output_estimated=result.usage.output_estimated,
+        price_input=prices.input, price_output=prices.output, price_cache_write=prices.cache_write,
+        price_cache_read=prices.cache_read, cost=result.cost,
+    )
+    return row.billed
+
+
+def _total_tokens(usage: Usage) -> int:
+    return usage.input_tokens + usage.output_tokens + usage.cache_read_tokens + usage.cache_write_tokens
+
+
+class _Call:
+    """One routed call, run in its own task. Yields ("delta", text), ("done", result, billed) or
+    ("error", ProxyError) into `queue`."""
+
+    def __init__(self, *, identity: KeyIdentity, call: ParsedCall, request_id: str, estimate: int):
+        self.identity = identity
+        self.call = call
+        self.request_id = request_id
+        self.estimate = estimate
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.client_gone = False
+        self.started = False  # a text delta was produced: the budget hold now ends in a usage row
+
+    async def should_stop(self) -> bool:
+        return self.client_gone
+
+    async def _finish(self, result) -> Decimal:
+        billed = await _record_usage(identity=self.identity, request_id=self.request_id, result=result)
+        try:
+            await arate_limit_settle(self.identity, tokens=_total_tokens(result.usage) - self.estimate)
+        except Exception:  # noqa: BLE001 - the answer is paid for; a missed TPM charge only loosens a limit
+            logger.warning("rate-limit settle failed for %s", self.request_id, exc_info=True)
+        return billed
+
+    async def _fail(self, error: ProxyError) -> None:
+        try:
+            await abudget_release(tenant=self.identity.tenant, key=f"api:{self.request_id}")
+        finally:
+            await self.queue.put(("error", error))
+
+    async def run_complete(self):
+        from routing.core import route_complete
+
+        try:
+            result = await route_complete(tenant=self.identity.tenant, tier=self.call.tier or "auto",
+                                          request=self.call.request, model=self.call.endpoint)
+            billed = await self._finish(result)
+            await self.queue.put(("done", result, billed, True))
+        except RoutingError as exc:
+            await self._fail(_routing_error(exc))
+        except Exception:
+            logger.exception("proxy call %s failed", self.request_id)
+            await self._fail(ProxyError("internal", f"Internal error (request {self.request_id})."))
+
+    async def run_stream(self):
+        """Relays the core's stream. The response headers carry the routing facts, so text is held back until
+        the core says which endpoint answers: a routing-facts event (any event with `endpoint` and
+        `upstream_model`, yielded before the first delta) releases it at once; without one, the facts come with
+        Done and the answer is sent as one piece when it is complete."""
+        from routing.core import route_stream
+
+        facts_sent = False
+        held: list[str] = []
+        try:
+            async for event in route_stream(tenant=self.identity.tenant, tier=self.call.tier or "auto",
+                                            request=self.call.request, model=self.call.endpoint,
+                                            should_stop=self.should_stop):
+                if isinstance(event, TextDelta):
+                    self.started = True
+                    if facts_sent:
+                        await self.queue.put(("delta", event.text))
+                    else:
+                        held.append(event.text)
+                elif isinstance(event, Done):
+                    billed = await self._finish(event.result)
+                    await self.queue.put(("done", event.result, billed, not facts_sent))
+                    return
+                elif not facts_sent and hasattr(event, "endpoint") and hasattr(event, "upstream_model"):
+                    facts_sent = True
+                    await self.queue.put(("facts", _facts(self.request_id, event), "".join(held)))
+        except RoutingError as exc:
+            await self._fail(_routing_error(exc))
+        except Exception:
+            logger.exception("proxy stream %s failed", self.request_id)
+            error = ProxyError("internal", f"Internal error (request {self.request_id}).")
+            if self.started:
+                await self.queue.put(("error", error))
+            else:
+                await self._fail(error)
+
+    def start(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+        return task
+
+
+async def _admit(headers: Mapping[str, str], body: bytes, protocol: str, request_id: str):
+    """Everything before the provider call. Returns (identity, call, estimated tokens) or raises ProxyError."""
+    if len(body) > max_body_bytes():
+        raise ProxyError("too_large", f"The request body is over the {max_body_bytes()} byte limit.")
+    identity = await authenticate(headers, protocol)
+    call = parse_anthropic(body) if protocol == ANTHROPIC else parse_openai(body)
+    _check_plan(identity, call)
+    estimate = call.estimated_input_tokens()
+    decision = await arate_limit_take(identity, tokens=estimate)
+    if decision.revoked:
+        raise ProxyError("auth", "Incorrect or revoked API key. Create a key on the API keys page.")
+    if not decision.allowed:
+        raise ProxyError("rate_limited", f"Rate limit reached: {decision.limit}. Retry after "
+                                         f"{decision.retry_after} s.", retry_after=decision.retry_after)
+    # The catalog is usually in this process's memory; only a stale one needs the database (a thread hop).
+    estimator = estimate_max_cost if catalog_cached() is not None else sync_to_async(estimate_max_cost)
+    cost = estimator(tenant=identity.tenant, tier=call.tier or "auto", request=call.request)
+    if not isinstance(cost, Decimal):
+        cost = await cost
+    try:
+        await abudget_reserve(tenant=identity.tenant, key=f"api:{request_id}", cost=cost)
+    except BudgetExceeded as exc:
+        raise ProxyError("quota", exc.message) from None
+    return identity, call, estimate
+
+
+async def handle(protocol: str, headers: Mapping[str, str], body: bytes) -> ProxyResponse:
+    """POST /v1/chat/completions (protocol "openai") or POST /v1/messages (protocol "anthropic")."""
+    request_id = new_request_id()
+    try:
+        identity, call, estimate = await _admit(headers, body, protocol, request_id)
+        runner = _Call(identity=identity, call=call, request_id=request_id, estimate=estimate)
+        if not call.stream:
+            return await _complete(runner, protocol)
+        return await _stream(runner, protocol)
+    except ProxyError as exc:
+        return error_response(exc, protocol, request_id)
+    except Exception:
+        logger.exception("proxy request %s failed", request_id)
+        return error_response(ProxyError("internal", f"Internal error (request {request_id})."), protocol,
+                              request_id)
+
+
+async def _complete(runner: _Call, protocol: str) -> ProxyResponse:
+    task = runner.start(runner.run_complete())
+    # shield: if the client goes away, the call still finishes and writes its usage row.
+    await asyncio.shield(task)
+    item = runner.queue.get_nowait()
+    if item[0] == "error":
+        raise item[1]
+    _, result, billed, _unsent = item
+    facts = _facts(runner.request_id, result)
+    if result.finish_reason == FINISH_ERROR:
+        # The answer broke off upstream; the tokens it used are billed, the client gets a clear 502.
+        raise ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
+    body_fn = fmt.anthropic_message if protocol == ANTHROPIC else fmt.openai_completion
+    body = body_fn(facts, result.text, result.finish_reason, result.usage, result.cost, billed)
+    headers = [JSON] + fmt.routing_headers(facts) + fmt.money_headers(result.cost, billed)
+    return ProxyResponse(200, headers, body)
+
+
+async def _stream(runner: _Call, protocol: str) -> ProxyResponse:
+    runner.start(runner.run_stream())
+    try:
+        first = await runner.queue.get()
+    except asyncio.CancelledError:
+        runner.client_gone = True  # the client left before the answer started: stop the call
+        raise
+    if first[0] == "error":
+        raise first[1]
+    if first[0] == "done":
+        result = first[1]
+        facts, first_text, pending = _facts(runner.request_id, result), result.text, first
+    else:
+        _, facts, first_text = first
+        pending = None
+    headers = SSE_HEADERS + fmt.routing_headers(facts)
+    return ProxyResponse(200, headers, stream=_relay(runner, protocol, facts, first_text, pending))
+
+
+async def _relay(runner: _Call, protocol: str, facts: fmt.RouteFacts, first_text: str, pending):
+    call = runner.call
+    if protocol == ANTHROPIC:
+        events = fmt.AnthropicEvents(facts)
+        estimated_input = call.estimated_input_tokens()
+        yield events.first(first_text, estimated_input)
+    else:
+        events = fmt.OpenAIChunks(facts, call.include_usage)
+        yield events.first(first_text)
+    try:
+        while True:
+            item = pending or await runner.queue.get()
+            pending = None
+            if item[0] == "delta":
+                if item[1]:
+                    yield events.delta(item[1])
+            elif item[0] == "done":
+                _, result, billed, _unsent = item
+                if result.finish_reason == FINISH_ERROR:
+                    error = ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
+                    yield events.error(error_payload(error, protocol, runner.request_id))
+                    return
+                if protocol == ANTHROPIC:
+                    yield events.finish(result.finish_reason, result.usage, result.cost, billed)
+                else:
+                    yield events.finish(result.finish_reason)
+                    if call.include_usage:
+                        yield events.usage(result.usage, result.cost, billed)
+                    yield events.done()
+                return
+            else:
+                yield events.error(error_payload(item[1], protocol, runner.request_id))
+                return
+    finally:
+        # Normal end, client disconnect (CancelledError / GeneratorExit) alike: if the call is still
+        # running, tell the core to stop; it then records the tokens so far.
+        runner.client_gone = True
+
+
+async def handle_models(headers: Mapping[str, str]) -> ProxyResponse:
+    """GET /v1/models: the tiers (and, where the plan allows it, the catalog endpoints) this key may use."""
+    request_id = new_request_id()
+    try:
+        identity = await authenticate(headers, OPENAI)
+        plan = identity.plan
+        data = [{"id": tier, "object": "model", "created": 0, "owned_by": "kiwiclaw"}
+                for tier in ("auto", "max") if plan.allows_tier(tier)]
+        if plan.api_models_allowed:
+            catalog = catalog_cached() or await sync_to_async(catalog_get)()
+            data += [{"id": e.slug, "object": "model", "created": 0, "owned_by": e.provider}
+                     for e in catalog.endpoints.values() if e.enabled]
+        return ProxyResponse(200, [JSON, ("x-request-id", request_id)],
+                             orjson.dumps({"object": "list", "data": data}))
+    except ProxyError as exc:
+        return error_response(exc, OPENAI, request_id)
+    except Exception:
+        logger.exception("proxy request %s failed", request_id)
+        return error_response(ProxyError("internal", f"Internal error (request {request_id})."), OPENAI,
+                              request_id)

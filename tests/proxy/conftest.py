@@ -1,0 +1,146 @@
+"""Fixtures for the proxy and REST API tests.
+
+`proxy_server` is a real uvicorn process serving kiwiclaw.asgi on a free loopback port, against the test
+database (test_<db>) and the test Redis, with provider URLs pointing at the fake provider. Tests that talk
+to it must commit their data, so they use `live_db` (a transactional database, re-seeded with the default
+plans and model catalog that the flush between transactional tests removes).
+"""
+
+import importlib
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from django.apps import apps as django_apps
+from django.conf import settings
+
+from tests.factories import make_api_key
+
+SERVER_ENV = {
+    # Short deadlines so failure tests end quickly.
+    "ROUTING_DEADLINE_SECONDS": "5",
+    "ROUTING_RETRY_ATTEMPTS": "1",
+    "ROUTING_BACKOFF_BASE_SECONDS": "0.01",
+    "ROUTING_BACKOFF_MAX_SECONDS": "0.05",
+    "ROUTING_READ_TIMEOUT": "5",
+    "DJANGO_SECURE_SSL_REDIRECT": "0",
+    "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+
+
+class ProxyServer:
+    def __init__(self, *, extra_env: dict | None = None):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        sock.close()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **SERVER_ENV, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL,
+               "DJANGO_SECRET_KEY": "test", "DJANGO_DEBUG": "0", **(extra_env or {})}
+        env.pop("DJANGO_TEST_DATABASE", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1", "--port",
+             str(self.port), "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log"],
+            cwd=str(settings.BASE_DIR), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy server exited: {self.proc.stderr.read()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/models", timeout=1).status_code == 401:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("proxy server did not start within 30 s")
+            time.sleep(0.1)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def reseed_defaults():
+    """Default plans and the model catalog, as the data migrations create them (a transactional test's flush
+    removes them)."""
+    from routing.catalog import catalog_invalidate
+    from routing.proxy.auth import key_cache_clear
+    from tenants.models import Plan
+    from tenants.plans import ensure_default_plans
+
+    ensure_default_plans(Plan)
+    importlib.import_module("routing.migrations.0002_seed_catalog").seed(django_apps, None)
+    catalog_invalidate()
+    key_cache_clear()
+
+
+@pytest.fixture
+def live_db(transactional_db, redis_client):
+    reseed_defaults()
+    yield
+    from routing.catalog import catalog_invalidate
+
+    catalog_invalidate()
+
+
+@pytest.fixture(scope="session")
+def proxy_server(django_db_setup, django_db_blocker, fake_provider_server):
+    server = ProxyServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(proxy_server, fake_provider, live_db):
+    """The live proxy with a fresh fake provider and a freshly seeded, committed database."""
+    return proxy_server
+
+
+@pytest.fixture
+def alice_key(live_db, alice, acme):
+    return make_api_key(tenant=acme, user=alice, name="alice key")[1]
+
+
+@pytest.fixture
+def carol_key(live_db, carol, acme):
+    return make_api_key(tenant=acme, user=carol, name="carol key")[1]
+
+
+@pytest.fixture
+def bob_key(live_db, bob, globex):
+    return make_api_key(tenant=globex, user=bob, name="bob key")[1]
+
+
+@pytest.fixture
+def openai_client(server, alice_key):
+    import openai
+
+    client = openai.OpenAI(api_key=alice_key, base_url=f"{server.url}/v1", max_retries=0, timeout=20)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def anthropic_client(server, alice_key):
+    import anthropic
+
+    client = anthropic.Anthropic(api_key=alice_key, base_url=server.url, max_retries=0, timeout=20)
+    yield client
+    client.close()
