@@ -1,3 +1,19 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import sse, views
+
+app_name = "conversations"
+
+urlpatterns = [
+    path("chat/", views.chat_home, name="home"),
+    path("chat/sidebar/", views.sidebar, name="sidebar"),
+    path("chat/new/", views.conversation_new, name="new"),
+    path("chat/<int:conversation_id>/", views.conversation_detail, name="detail"),
+    path("chat/<int:conversation_id>/rename/", views.conversation_rename, name="rename"),
+    path("chat/<int:conversation_id>/delete/", views.conversation_delete, name="delete"),
+    path("chat/<int:conversation_id>/tier/", views.conversation_tier, name="tier"),
+    path("chat/<int:conversation_id>/messages/", views.message_send, name="send"),
+    path("chat/<int:conversation_id>/messages/<int:message_id>/stop/", views.message_stop, name="stop"),
+    path("chat/<int:conversation_id>/messages/<int:message_id>/retry/", views.message_retry, name="retry"),
+    path("chat/<int:conversation_id>/messages/<int:message_id>/stream/", sse.message_stream, name="stream"),
+]

@@ -149,6 +149,18 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {}
+# Chat turns are long, I/O-bound streams: Celery's thread pool with many threads, each handing its stream to
+# one asyncio loop per process (conversations/turns.py, docs/architecture.md "Chat").
+CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=200)
+# A task unacknowledged this long is redelivered. Longer than the longest turn (an answer may stream for many
+# minutes), so a healthy turn is not handed out twice; a dead worker's turns are recovered far sooner by the
+# heartbeat sweeper, and a redelivery of a claimed turn is a no-op anyway.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BEAT_SCHEDULE["chat-sweep-stale-turns"] = {
+    "task": "conversations.tasks.sweep_stale_turns",
+    "schedule": env.float("CHAT_SWEEP_INTERVAL", default=30.0),
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -227,4 +239,25 @@ ROUTING_DEFAULT_MAX_TOKENS = env.int("ROUTING_DEFAULT_MAX_TOKENS", default=4096)
 ROUTING_MAX_TOKENS_LIMIT = env.int("ROUTING_MAX_TOKENS_LIMIT", default=64000)
 # How long a process keeps its in-memory copy of the model catalog (admin edits show up within this time).
 ROUTING_CATALOG_TTL_SECONDS = env.float("ROUTING_CATALOG_TTL_SECONDS", default=10.0)
+
+# --- Chat (conversations/) ----------------------------------------------------------------------------------
+CHAT_SYSTEM_PROMPT = env.str("CHAT_SYSTEM_PROMPT", default="")
+# A finished turn's token stream stays replayable this long; afterwards the page reads the database.
+CHAT_STREAM_TTL = env.int("CHAT_STREAM_TTL", default=600)
+# Backstop expiry of a stream (and a stop flag) whose turn nobody ended.
+CHAT_STREAM_MAX_AGE = env.int("CHAT_STREAM_MAX_AGE", default=6 * 3600)
+# A running turn refreshes its heartbeat every INTERVAL; the sweeper calls it dead after TTL without one.
+CHAT_HEARTBEAT_INTERVAL = env.float("CHAT_HEARTBEAT_INTERVAL", default=5.0)
+CHAT_HEARTBEAT_TTL = env.int("CHAT_HEARTBEAT_TTL", default=20)
+# A turn requeued this many times (its worker died each time before any text) fails instead.
+CHAT_MAX_RUNS = env.int("CHAT_MAX_RUNS", default=3)
+# A queued turn nobody claimed for this long is enqueued again (its task was lost with a worker).
+CHAT_QUEUED_RESCUE_AFTER = env.int("CHAT_QUEUED_RESCUE_AFTER", default=120)
+# SSE: how long one Redis read blocks, the idle keep-alive period, and how often an idle stream re-reads the DB.
+CHAT_SSE_BLOCK_MS = env.int("CHAT_SSE_BLOCK_MS", default=1000)
+CHAT_SSE_HEARTBEAT = env.float("CHAT_SSE_HEARTBEAT", default=15.0)
+CHAT_SSE_DB_RECHECK = env.float("CHAT_SSE_DB_RECHECK", default=10.0)
+# Redis connections of one process's turn loop (or SSE server) for streams.
+CHAT_REDIS_MAX_CONNECTIONS = env.int("CHAT_REDIS_MAX_CONNECTIONS", default=256)
+# --- end Chat ---
 # --- end Routing core ---

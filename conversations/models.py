@@ -1,0 +1,123 @@
+"""Conversations and their messages.
+
+A conversation is private to its owner inside a tenant: every read goes through `conversations.selectors`,
+which take both the tenant and the user, so another member's conversation answers like a missing one.
+Messages carry the tenant too (every tenant-owned row does), which keeps the isolation filter one join away.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+
+from tenants.models import TIER_AUTO, TIER_CHOICES, Tenant
+
+DEFAULT_TITLE = "New chat"
+
+
+class Conversation(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, default=DEFAULT_TITLE)
+    tier = models.CharField(max_length=10, choices=TIER_CHOICES, default=TIER_AUTO)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "owner", "-updated_at"], name="conv_owner_recent")]
+
+    def __str__(self):
+        return self.title
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversations:detail", args=[self.pk])
+
+
+class Message(models.Model):
+    ROLE_USER = "user"
+    ROLE_ASSISTANT = "assistant"
+    ROLE_CHOICES = [(ROLE_USER, "User"), (ROLE_ASSISTANT, "Assistant")]
+
+    STATUS_QUEUED = "queued"
+    STATUS_STREAMING = "streaming"
+    STATUS_DONE = "done"
+    STATUS_FAILED = "failed"
+    STATUS_CANCELLED = "cancelled"
+    STATUS_CHOICES = [
+        (STATUS_QUEUED, "Queued"),
+        (STATUS_STREAMING, "Streaming"),
+        (STATUS_DONE, "Done"),
+        (STATUS_FAILED, "Failed"),
+        (STATUS_CANCELLED, "Cancelled"),
+    ]
+    FINISHED = (STATUS_DONE, STATUS_FAILED, STATUS_CANCELLED)
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=ROLE_CHOICES)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=STATUS_DONE)
+    # The user message an assistant message answers, and the earlier answer a retry replaces on screen.
+    parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="answers")
+    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    # Routing facts, filled when the turn ends.
+    tier = models.CharField(max_length=10, choices=TIER_CHOICES, blank=True)
+    endpoint = models.CharField(max_length=100, blank=True, help_text="Catalog endpoint slug that answered.")
+    provider = models.CharField(max_length=50, blank=True)
+    upstream_model = models.CharField(max_length=100, blank=True)
+    attempts = models.JSONField(default=list, blank=True, help_text="The routing decision log.")
+    fallback_count = models.PositiveSmallIntegerField(default=0)
+    routing_reason = models.CharField(max_length=200, blank=True)
+    finish_reason = models.CharField(max_length=20, blank=True)
+
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    cache_read_tokens = models.PositiveIntegerField(default=0)
+    cache_write_tokens = models.PositiveIntegerField(default=0)
+    output_estimated = models.BooleanField(default=False)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0, help_text="Provider cost, USD.")
+    billed = models.DecimalField(max_digits=20, decimal_places=10, default=0, help_text="Billed amount, USD.")
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    # Turn bookkeeping: which run owns the message (a redelivered or requeued task must not finish it twice).
+    run_id = models.UUIDField(null=True, blank=True)
+    run_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["conversation", "id"], name="msg_conversation_id"),
+            # The heartbeat sweeper scans unfinished turns only.
+            models.Index(
+                fields=["status"],
+                name="msg_unfinished",
+                condition=models.Q(status__in=["queued", "streaming"]),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.role} message {self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def usage_key(self) -> str:
+        return f"chat:{self.pk}"
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+    @staticmethod
+    def new_run_id() -> uuid.UUID:
+        return uuid.uuid4()

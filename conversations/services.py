@@ -1,0 +1,484 @@
+"""Writes for the chat: one function per use case, keyword-only.
+
+Two families:
+- what people do (create, rename, delete, switch tier, send, stop, retry), called by the views;
+- what the turn runner does (claim, complete, fail, requeue), called by `conversations.turns` on a Celery
+  worker and by the heartbeat sweeper. Each ends a turn in one transaction that checks the run still owns the
+  message, and the usage row's unique key (`chat:<message id>`) guards against billing twice.
+
+Refusals raise `ChatRefused` with a message for people and change nothing.
+"""
+
+import logging
+import uuid
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from billing.budget import BudgetExceeded, budget_release, budget_reserve
+from billing.services import usage_record
+from routing.cost import estimate_max_cost
+from routing.errors import RoutingError
+from routing.types import ChatMessage, ChatRequest, RouteResult
+from tenants.models import TIER_AUTO, TIER_MAX, Tenant, User
+
+from . import streams
+from .models import DEFAULT_TITLE, Conversation, Message
+from .selectors import message_history
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 32_000
+MAX_TITLE_CHARS = 200
+TIER_NAMES = {TIER_AUTO: "Auto", TIER_MAX: "MAX"}
+
+
+class ChatRefused(Exception):
+    """A refused action. `str(exc)` is fit to show people; nothing was saved."""
+
+
+# --- conversations ---
+
+
+def conversation_create(*, tenant: Tenant, owner: User, tier: str = TIER_AUTO, title: str = "") -> Conversation:
+    tier = _valid_tier(tier)
+    if not tenant.plan.allows_tier(tier):
+        tier = TIER_AUTO  # a new conversation starts on what the plan allows
+    title = (title or "").strip()[:MAX_TITLE_CHARS] or DEFAULT_TITLE
+    return Conversation.objects.create(tenant=tenant, owner=owner, tier=tier, title=title)
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    title = " ".join((title or "").split())
+    if not title:
+        raise ChatRefused("A title cannot be empty.")
+    if len(title) > MAX_TITLE_CHARS:
+        raise ChatRefused(f"A title can be at most {MAX_TITLE_CHARS} characters.")
+    conversation.title = title
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation and its messages. Running turns are stopped; what they already generated is still
+    billed by the worker (the usage row does not depend on the message row)."""
+    running = list(
+        conversation.messages.filter(status__in=[Message.STATUS_QUEUED, Message.STATUS_STREAMING]).values_list(
+            "id", flat=True
+        )
+    )
+    for message_id in running:
+        streams.stop_flag_set(message_id)
+    conversation.delete()
+    for message_id in running:
+        # A queued turn never reaches the worker's claim (the row is gone), so its reservation goes now.
+        budget_release(tenant=conversation.tenant, key=f"chat:{message_id}")
+
+
+def conversation_set_tier(*, conversation: Conversation, tier: str) -> Conversation:
+    tier = _valid_tier(tier)
+    plan = conversation.tenant.plan
+    if not plan.allows_tier(tier):
+        raise ChatRefused(_tier_refusal(tier, plan))
+    if conversation.tier != tier:
+        conversation.tier = tier
+        conversation.save(update_fields=["tier", "updated_at"])
+    return conversation
+
+
+def _valid_tier(tier: str) -> str:
+    if tier not in TIER_NAMES:
+        raise ChatRefused("Choose a tier: Auto or MAX.")
+    return tier
+
+
+def _tier_refusal(tier: str, plan) -> str:
+    return f"{TIER_NAMES[tier]} is not part of the {plan.name} plan — ask your admin to upgrade."
+
+
+# --- sending, retrying, stopping ---
+
+
+def message_send(*, conversation: Conversation, author: User, text: str) -> Message:
+    """Save the user's message and a queued assistant message, reserve budget for the turn, enqueue it.
+
+    Returns the assistant message. Raises ChatRefused (empty or too long text, tier not in the plan, budget
+    exhausted, suspended tenant) with nothing saved and nothing reserved. Call outside a transaction: the
+    reservation is released if this function's own transaction does not commit.
+    """
+    text = _clean_text(text)
+    tenant = conversation.tenant
+    _check_can_run(tenant=tenant, tier=conversation.tier)
+
+    def create(reserve):
+        question = Message.objects.create(
+            tenant=tenant, conversation=conversation, role=Message.ROLE_USER, content=text,
+            status=Message.STATUS_DONE,
+        )
+        answer = reserve(question=question, retry_of=None)
+        if conversation.title == DEFAULT_TITLE:
+            conversation.title = _title_from(text)
+        conversation.save(update_fields=["title", "updated_at"])
+        return answer
+
+    return _with_turn(conversation=conversation, create=create)
+
+
+def message_retry(*, message: Message, author: User) -> Message:
+    """Answer the same question again in a new assistant message (a new usage key); the old answer is kept.
+    Runs on the conversation's current tier."""
+    if message.role != Message.ROLE_ASSISTANT or message.parent_id is None:
+        raise ChatRefused("Only an answer can be retried.")
+    if not message.is_finished:
+        raise ChatRefused("This answer is still being generated.")
+    conversation = message.conversation
+    _check_can_run(tenant=conversation.tenant, tier=conversation.tier)
+
+    def create(reserve):
+        answer = reserve(question=message.parent, retry_of=message)
+        conversation.save(update_fields=["updated_at"])
+        return answer
+
+    return _with_turn(conversation=conversation, create=create)
+
+
+def message_stop(*, message: Message) -> Message:
+    """Stop a turn. A running turn sees the flag before its next delta (and publishes no delta after it); the
+    worker then stores the partial answer and bills it. A turn still queued is cancelled here, unbilled."""
+    if message.role != Message.ROLE_ASSISTANT:
+        raise ChatRefused("Only an answer can be stopped.")
+    if message.is_finished:
+        return message
+    streams.stop_flag_set(message.pk)
+    with transaction.atomic():
+        cancelled = Message.objects.filter(pk=message.pk, status=Message.STATUS_QUEUED).update(
+            status=Message.STATUS_CANCELLED, finished_at=timezone.now(), error="Stopped before it started."
+        )
+        if cancelled:
+            tenant, key = message.tenant, message.usage_key
+            transaction.on_commit(lambda: _after_unbilled_end(tenant=tenant, key=key, message_id=message.pk,
+                                                             status=Message.STATUS_CANCELLED))
+    message.refresh_from_db()
+    return message
+
+
+def _clean_text(text) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ChatRefused("Type a message first.")
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise ChatRefused(
+            f"Your message is {len(text):,} characters; the limit is {MAX_MESSAGE_CHARS:,}. Shorten it and send again."
+        )
+    return text
+
+
+def _title_from(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= 60 else line[:59].rstrip() + "…"
+
+
+def _check_can_run(*, tenant: Tenant, tier: str) -> None:
+    if not tenant.is_active:
+        raise ChatRefused("This workspace is suspended; new messages cannot be sent.")
+    if not tenant.plan.allows_tier(tier):
+        raise ChatRefused(_tier_refusal(tier, tenant.plan))
+
+
+def _with_turn(*, conversation: Conversation, create) -> Message:
+    """Run `create` in one transaction that inserts the queued assistant message and reserves its budget under
+    `chat:<id>` before commit; releases the reservation if the transaction does not commit."""
+    tenant = conversation.tenant
+    reserved: list[str] = []
+
+    def reserve(*, question: Message, retry_of: Message | None) -> Message:
+        answer = Message.objects.create(
+            tenant=tenant, conversation=conversation, role=Message.ROLE_ASSISTANT, status=Message.STATUS_QUEUED,
+            tier=conversation.tier, parent=question, retry_of=retry_of,
+        )
+        request = turn_request(message=answer)
+        try:
+            cost = estimate_max_cost(tenant=tenant, tier=conversation.tier, request=request)
+            budget_reserve(tenant=tenant, key=answer.usage_key, cost=cost)
+        except (BudgetExceeded, RoutingError) as exc:
+            raise ChatRefused(str(exc)) from exc
+        reserved.append(answer.usage_key)
+        transaction.on_commit(lambda: _enqueue(answer.pk))
+        return answer
+
+    try:
+        with transaction.atomic():
+            return create(reserve)
+    except BaseException:
+        for key in reserved:
+            budget_release(tenant=tenant, key=key)
+        raise
+
+
+def _enqueue(message_id: int) -> None:
+    from .tasks import run_turn  # tasks import the runner, which imports this module
+
+    run_turn.delay(message_id)
+
+
+def turn_request(*, message: Message) -> ChatRequest:
+    """The routing request for an assistant message: the conversation history up to its question."""
+    history = message_history(message=message)
+    return ChatRequest(
+        messages=[ChatMessage(role=m.role, content=m.content) for m in history],
+        system=settings.CHAT_SYSTEM_PROMPT or None,
+        stream=True,
+    )
+
+
+# --- the turn runner's writes ---
+
+
+def turn_claim(*, message_id: int, run_id: uuid.UUID) -> Message | None:
+    """Take a queued turn for one run. Returns None when there is nothing to do: the message is gone, finished,
+    or another run owns it (a redelivered task). A suspended tenant's turn fails here, unbilled."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update(of=("self",))
+            .select_related("tenant__plan", "conversation")
+            .filter(pk=message_id, role=Message.ROLE_ASSISTANT)
+            .first()
+        )
+        if message is None or message.status != Message.STATUS_QUEUED:
+            return None
+        if not message.tenant.is_active:
+            _mark_failed(message, error="This workspace is suspended; the message was not answered.")
+            return None
+        message.status = Message.STATUS_STREAMING
+        message.run_id = run_id
+        message.run_count += 1
+        message.started_at = timezone.now()
+        message.save(update_fields=["status", "run_id", "run_count", "started_at"])
+        return message
+
+
+def turn_complete(*, message: Message, run_id: uuid.UUID, result: RouteResult) -> bool:
+    """Store the answer and the routing facts and write the usage row, in one transaction.
+
+    The usage row is written even when the message was deleted meanwhile (the tokens were spent). Returns
+    False when another run or the sweeper already ended the turn (its usage row, same key, stands)."""
+    status = {
+        "cancelled": Message.STATUS_CANCELLED,
+        "error": Message.STATUS_FAILED,
+    }.get(result.finish_reason, Message.STATUS_DONE)
+    with transaction.atomic():
+        current = Message.objects.select_for_update().filter(pk=message.pk).first()
+        if current is not None and (current.status != Message.STATUS_STREAMING or current.run_id != run_id):
+            return False
+        usage = _record_usage(message=message, result=result)
+        if current is None:
+            return False
+        _apply_result(current, result)
+        current.status = status
+        current.billed = usage.billed if usage is not None else Decimal("0")
+        if status == Message.STATUS_FAILED:
+            current.error = result.error or "The answer was cut off by a provider error."
+        current.finished_at = timezone.now()
+        current.save()
+        Conversation.objects.filter(pk=current.conversation_id).update(updated_at=timezone.now())
+        transaction.on_commit(lambda: streams.stream_end(current.pk, status))
+        return True
+
+
+def turn_fail(*, message: Message, run_id: uuid.UUID, error: str, attempts: list | None = None) -> bool:
+    """A turn that failed before its first delta: failed, readable error, reservation released, no charge."""
+    with transaction.atomic():
+        current = Message.objects.select_for_update().filter(pk=message.pk).first()
+        if current is None:
+            transaction.on_commit(lambda: budget_release(tenant=message.tenant, key=message.usage_key))
+            return False
+        if current.status != Message.STATUS_STREAMING or current.run_id != run_id:
+            return False
+        if attempts is not None:
+            current.attempts = [a.as_dict() if hasattr(a, "as_dict") else a for a in attempts]
+        current.tenant = message.tenant
+        _mark_failed(current, error=error)
+        return True
+
+
+def _mark_failed(message: Message, *, error: str) -> None:
+    """Call inside a transaction holding the message row."""
+    message.status = Message.STATUS_FAILED
+    message.error = error
+    message.finished_at = timezone.now()
+    message.save(update_fields=["status", "error", "finished_at", "attempts"])
+    tenant, key, message_id = message.tenant, message.usage_key, message.pk
+    transaction.on_commit(lambda: _after_unbilled_end(tenant=tenant, key=key, message_id=message_id,
+                                                     status=Message.STATUS_FAILED))
+
+
+def _after_unbilled_end(*, tenant: Tenant, key: str, message_id: int, status: str) -> None:
+    budget_release(tenant=tenant, key=key)
+    streams.stream_end(message_id, status)
+
+
+def _apply_result(message: Message, result: RouteResult) -> None:
+    usage = result.usage
+    message.content = result.text
+    message.tier = result.tier or message.tier
+    message.endpoint = result.endpoint or ""
+    message.provider = result.provider or ""
+    message.upstream_model = result.upstream_model or ""
+    message.attempts = [a.as_dict() for a in result.attempts]
+    message.fallback_count = result.fallback_count
+    message.routing_reason = (result.reason or "")[:200]
+    message.finish_reason = result.finish_reason
+    message.input_tokens = usage.input_tokens
+    message.output_tokens = usage.output_tokens
+    message.cache_read_tokens = usage.cache_read_tokens
+    message.cache_write_tokens = usage.cache_write_tokens
+    message.output_estimated = usage.output_estimated
+    message.cost = result.cost
+    ok = [a for a in result.attempts if a.outcome == "ok"]
+    if ok and ok[-1].ttft_ms is not None:
+        message.ttft_ms = round(ok[-1].ttft_ms)
+    if message.started_at:
+        message.latency_ms = round((timezone.now() - message.started_at).total_seconds() * 1000)
+
+
+def _record_usage(*, message: Message, result: RouteResult):
+    """The one usage row of a turn, key `chat:<id>`. Call inside the turn's final transaction."""
+    usage = result.usage
+    if not result.endpoint or result.prices is None:
+        return None
+    return usage_record(
+        tenant=message.tenant,
+        source="chat",
+        key=message.usage_key,
+        user_id=message.conversation.owner_id,
+        api_key_id=None,
+        endpoint_slug=result.endpoint,
+        provider=result.provider,
+        tier=result.tier or message.tier,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        output_estimated=usage.output_estimated,
+        price_input=result.prices.input,
+        price_output=result.prices.output,
+        price_cache_write=result.prices.cache_write,
+        price_cache_read=result.prices.cache_read,
+        cost=result.cost,
+    )
+
+
+# --- the heartbeat sweeper ---
+
+
+def turn_sweep_stale() -> dict:
+    """End or requeue turns whose worker died (no heartbeat). Run by Celery beat every ~30 s; crosses tenants.
+
+    - streaming, deltas already published → failed with the partial text, its tokens billed (estimated) under
+      the turn's usage key, so a late finish by a zombie worker cannot bill again;
+    - streaming, nothing published yet → queued again and re-enqueued (failed after CHAT_MAX_RUNS runs);
+    - queued and unclaimed for CHAT_QUEUED_RESCUE_AFTER → enqueued again (the task was lost with its worker;
+      a duplicate is harmless, only a queued message can be claimed).
+    """
+    from datetime import timedelta
+
+    from .selectors import turns_unfinished_all_tenants
+
+    now = timezone.now()
+    counts = {"failed": 0, "requeued": 0, "rescued": 0}
+    stale = turns_unfinished_all_tenants().filter(
+        status=Message.STATUS_STREAMING, started_at__lt=now - timedelta(seconds=settings.CHAT_HEARTBEAT_TTL)
+    )
+    for message in stale:
+        if streams.heartbeat_alive(message.pk):
+            continue
+        text, deltas = streams.stream_text(message.pk)
+        if deltas:
+            counts["failed"] += turn_fail_partial(message=message, text=text)
+        else:
+            counts["requeued"] += turn_requeue(message=message)
+    waiting = turns_unfinished_all_tenants().filter(
+        status=Message.STATUS_QUEUED, created_at__lt=now - timedelta(seconds=settings.CHAT_QUEUED_RESCUE_AFTER)
+    )
+    for message in waiting:
+        if streams.rescue_claim(message.pk, settings.CHAT_QUEUED_RESCUE_AFTER):
+            _enqueue(message.pk)
+            counts["rescued"] += 1
+    return counts
+
+
+def turn_fail_partial(*, message: Message, text: str) -> bool:
+    """A turn whose worker died after publishing deltas: failed, partial text kept, estimated tokens billed."""
+    with transaction.atomic():
+        current = Message.objects.select_for_update().filter(pk=message.pk).first()
+        if current is None or current.status != Message.STATUS_STREAMING or current.run_id != message.run_id:
+            return False
+        result = _estimated_result(message=message, text=text)
+        usage = _record_usage(message=message, result=result)
+        _apply_result(current, result)
+        current.status = Message.STATUS_FAILED
+        current.error = "The worker answering this message stopped; the answer is incomplete. Retry to get a full answer."
+        current.billed = usage.billed if usage is not None else Decimal("0")
+        current.finished_at = timezone.now()
+        current.save()
+        message_id = current.pk
+
+        def after():
+            streams.stop_flag_set(message_id)  # a zombie worker publishes nothing more
+            streams.stream_end(message_id, Message.STATUS_FAILED)
+
+        transaction.on_commit(after)
+        return True
+
+
+def turn_requeue(*, message: Message) -> bool:
+    """A claimed turn whose worker died before any delta: back to the queue (nothing was spent)."""
+    with transaction.atomic():
+        current = Message.objects.select_for_update().filter(pk=message.pk).first()
+        if current is None or current.status != Message.STATUS_STREAMING or current.run_id != message.run_id:
+            return False
+        if current.run_count >= settings.CHAT_MAX_RUNS:
+            current.tenant = message.tenant
+            _mark_failed(current, error="This answer could not be generated (its worker stopped repeatedly). Please retry.")
+            return True
+        current.status = Message.STATUS_QUEUED
+        current.run_id = None
+        current.started_at = None
+        current.save(update_fields=["status", "run_id", "started_at"])
+        transaction.on_commit(lambda: _enqueue(current.pk))
+        return True
+
+
+def _estimated_result(*, message: Message, text: str) -> RouteResult:
+    """What a dead worker's partial answer cost, estimated: the prompt and the published text counted with
+    routing's token estimate, priced at the tier's first endpoint (which endpoint answered died with the
+    worker; the first is the one that answers unless a fallback happened)."""
+    from routing.cost import estimate_tokens, price_usage
+    from routing.types import Usage
+
+    from .selectors import message_history
+
+    endpoint, prices = _primary_endpoint(message.tier)
+    prompt = "\n".join(m.content for m in message_history(message=message))
+    usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text), output_estimated=True)
+    return RouteResult(
+        text=text, finish_reason="error", tier=message.tier, endpoint=endpoint.slug if endpoint else "",
+        provider=endpoint.provider if endpoint else "", upstream_model=endpoint.upstream_model if endpoint else "",
+        usage=usage, reason="Ended by the heartbeat sweeper: the worker stopped mid-answer.",
+        cost=price_usage(prices=prices, usage=usage) if prices else Decimal("0"), prices=prices,
+        error="The worker answering this message stopped.",
+    )
+
+
+def _primary_endpoint(tier: str):
+    """The first enabled endpoint of the tier's chain and its prices, from routing's catalog snapshot."""
+    from routing.catalog import catalog_get
+
+    catalog = catalog_get()
+    for slug in catalog.chains.get(tier, ()):
+        endpoint = catalog.endpoints.get(slug)
+        if endpoint is not None and endpoint.enabled:
+            return endpoint, endpoint.prices
+    return None, None

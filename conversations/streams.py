@@ -1,0 +1,151 @@
+"""The Redis side of a turn: the token stream, the stop flag and the heartbeat of each assistant message.
+
+- `kc:stream:msg:<id>`: a Redis Stream. Each text delta is one entry `{t: "d", v: text}`; the turn ends with one
+  `{t: "end", s: status}` entry, written after the final state is committed to the database. The stream is
+  never trimmed (an SSE client may replay the whole answer); it expires `CHAT_STREAM_TTL` seconds after the end
+  marker, and `CHAT_STREAM_MAX_AGE` after its first delta as a backstop for a turn nobody ended.
+- `kc:cancel:msg:<id>`: the stop flag. Deltas are appended by a Lua script that refuses once the flag exists,
+  so no delta reaches the stream after the stop was set, whatever the timing.
+- `kc:hb:msg:<id>`: the heartbeat, holding the run id, refreshed while a turn runs; the sweeper treats a missing
+  key as a dead worker.
+"""
+
+import asyncio
+import re
+import threading
+import weakref
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+
+ENTRY_DELTA = "d"
+ENTRY_END = "end"
+STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
+
+_PUBLISH_LUA = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('XADD', KEYS[1], '*', 't', 'd', 'v', ARGV[1])
+if redis.call('XLEN', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+
+def stream_key(message_id) -> str:
+    return f"kc:stream:msg:{message_id}"
+
+
+def cancel_key(message_id) -> str:
+    return f"kc:cancel:msg:{message_id}"
+
+
+def heartbeat_key(message_id) -> str:
+    return f"kc:hb:msg:{message_id}"
+
+
+def _chat_setting(name: str):
+    return getattr(settings, name)
+
+
+# --- sync client (services, the sweeper, the Celery thread) ---
+
+_sync_client = None
+_sync_lock = threading.Lock()
+
+
+def sync_redis() -> redis.Redis:
+    global _sync_client
+    with _sync_lock:
+        if _sync_client is None:
+            _sync_client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        return _sync_client
+
+
+def stop_flag_set(message_id) -> None:
+    sync_redis().set(cancel_key(message_id), "1", ex=_chat_setting("CHAT_STREAM_MAX_AGE"))
+
+
+def stream_end(message_id, status: str) -> None:
+    """Mark the stream finished (after the final state is committed) and let it expire."""
+    client = sync_redis()
+    pipe = client.pipeline(transaction=True)
+    pipe.xadd(stream_key(message_id), {"t": ENTRY_END, "s": status})
+    pipe.expire(stream_key(message_id), _chat_setting("CHAT_STREAM_TTL"))
+    pipe.delete(heartbeat_key(message_id))
+    pipe.expire(cancel_key(message_id), _chat_setting("CHAT_STREAM_TTL"))
+    pipe.execute()
+
+
+def stream_text(message_id) -> tuple[str, int]:
+    """The text published so far and the number of delta entries (for the sweeper's partial answer)."""
+    entries = sync_redis().xrange(stream_key(message_id))
+    parts = [fields.get("v", "") for _id, fields in entries if fields.get("t") == ENTRY_DELTA]
+    return "".join(parts), len(parts)
+
+
+def heartbeat_set(message_id, run_id) -> None:
+    sync_redis().set(heartbeat_key(message_id), str(run_id), ex=_chat_setting("CHAT_HEARTBEAT_TTL"))
+
+
+def heartbeat_alive(message_id) -> bool:
+    return bool(sync_redis().exists(heartbeat_key(message_id)))
+
+
+# --- async client (the turn loop and the SSE view), one per event loop ---
+
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis]" = weakref.WeakKeyDictionary()
+
+
+def async_redis() -> aredis.Redis:
+    """A client bound to the running loop: redis.asyncio connections cannot cross event loops."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        # A blocking pool waits for a free connection under a burst instead of failing the read.
+        pool = aredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, decode_responses=True, max_connections=_chat_setting("CHAT_REDIS_MAX_CONNECTIONS"),
+            timeout=10,
+        )
+        client = aredis.Redis(connection_pool=pool)
+        _async_clients[loop] = client
+    return client
+
+
+class StreamPublisher:
+    """Publishes one turn's deltas. `stopped` turns true once the stop flag refused a delta."""
+
+    _script = None
+
+    def __init__(self, message_id):
+        self.message_id = message_id
+        self.stopped = False
+        self.published = 0
+        self.client = async_redis()
+        if StreamPublisher._script is None:
+            StreamPublisher._script = self.client.register_script(_PUBLISH_LUA)
+
+    async def publish(self, text: str) -> bool:
+        if self.stopped:
+            return False
+        ok = await StreamPublisher._script(
+            keys=[stream_key(self.message_id), cancel_key(self.message_id)],
+            args=[text, _chat_setting("CHAT_STREAM_MAX_AGE")],
+            client=self.client,
+        )
+        if not ok:
+            self.stopped = True
+            return False
+        self.published += 1
+        return True
+
+    async def stop_requested(self, poll: bool = False) -> bool:
+        """The routing core's `should_stop`, checked between deltas. Free by default: the publish script already
+        checks the flag at every delta. The heartbeat polls Redis too, for stops during a long pause."""
+        if poll and not self.stopped and await self.client.exists(cancel_key(self.message_id)):
+            self.stopped = True
+        return self.stopped
+
+
+def rescue_claim(message_id, period: int) -> bool:
+    """At most one re-enqueue of a waiting turn per period (the sweeper runs every ~30 s)."""
+    return bool(sync_redis().set(f"kc:hb:rescue:msg:{message_id}", "1", nx=True, ex=period))

@@ -1,0 +1,17 @@
+"""Celery tasks of the chat. Thin: they take ids and call the turn runner or a service."""
+
+from celery import shared_task
+
+from . import services, turns
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def run_turn(message_id: int) -> None:
+    """Run one assistant turn. A redelivery for a message already claimed or finished does nothing."""
+    turns.turn_run(message_id=message_id)
+
+
+@shared_task(ignore_result=True)
+def sweep_stale_turns() -> dict:
+    """Beat task: end or requeue turns whose worker stopped beating (see services.turn_sweep_stale)."""
+    return services.turn_sweep_stale()

@@ -1,0 +1,48 @@
+"""Template filters of the chat: model answers as safe HTML, and money for display."""
+
+from decimal import ROUND_HALF_UP, Decimal
+
+import nh3
+from django import template
+from django.utils.safestring import mark_safe
+from markdown_it import MarkdownIt
+
+register = template.Library()
+
+# Raw HTML in an answer is shown as text (html=False), and the rendered HTML is sanitized again with nh3 as a
+# second wall: a model's answer is untrusted input. No images: a remote image in an answer could leak the page.
+_md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(["table", "strikethrough"])
+_ALLOWED_TAGS = {
+    "p", "br", "hr", "strong", "em", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li",
+    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td",
+}
+_ALLOWED_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "code": {"class"},
+    "ol": {"start"},
+    "th": {"style"},
+    "td": {"style"},
+}
+
+
+@register.filter
+def chat_markdown(text: str) -> str:
+    html = _md.render(text or "")
+    return mark_safe(
+        nh3.clean(html, tags=_ALLOWED_TAGS, attributes=_ALLOWED_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
+                  link_rel="noopener noreferrer nofollow")
+    )
+
+
+@register.filter
+def usd(amount) -> str:
+    """Display only (the ledger keeps 10 places): cents from $1 up, four places below, '<$0.0001' for dust."""
+    if amount is None:
+        return "$0.00"
+    amount = Decimal(amount)
+    if amount == 0:
+        return "$0.00"
+    if amount >= 1:
+        return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    small = amount.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    return f"${small}" if small > 0 else "<$0.0001"

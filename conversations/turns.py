@@ -1,0 +1,134 @@
+"""Running one chat turn on a Celery worker.
+
+Why this shape: a turn spends seconds to minutes waiting on a provider's stream and almost no CPU. The worker
+runs Celery's thread pool (many cheap threads, see docs/architecture.md), and every thread hands its stream to
+ONE asyncio event loop per process (`turn_loop()`), so hundreds of concurrent streams share one httpx
+connection pool and one Redis pool instead of one loop and one set of connections per thread. The Celery
+thread only does the database work before and after the stream, and gives its connection back to the pool
+before streaming, so no connection is held while a stream is read.
+"""
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from routing.core import route_stream
+from routing.errors import AllEndpointsFailed, RoutingError
+from routing.types import Done, TextDelta
+
+from . import services, streams
+from .models import Message
+
+logger = logging.getLogger(__name__)
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+# Turns currently streaming in this process (the bench reads it to report peak concurrency).
+in_flight = 0
+peak_in_flight = 0
+_count_lock = threading.Lock()
+
+
+def turn_loop() -> asyncio.AbstractEventLoop:
+    """The process's shared event loop, started lazily in a daemon thread (after any fork)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="chat-turn-loop", daemon=True)
+            thread.start()
+            _loop = loop
+        return _loop
+
+
+def turn_run(*, message_id: int) -> None:
+    """Run one turn end to end. Safe to call twice for the same message: only a queued message is claimed."""
+    run_id = uuid.uuid4()
+    # The heartbeat exists before the claim, so the sweeper never sees a claimed turn without one.
+    streams.heartbeat_set(message_id, run_id)
+    try:
+        message = services.turn_claim(message_id=message_id, run_id=run_id)
+        if message is None:
+            return
+        request = services.turn_request(message=message)
+    finally:
+        _release_db()
+    _count(+1)
+    try:
+        future = asyncio.run_coroutine_threadsafe(_stream(message=message, run_id=run_id, request=request),
+                                                  turn_loop())
+        outcome = future.result()
+    finally:
+        _count(-1)
+    try:
+        if isinstance(outcome, Done):
+            services.turn_complete(message=message, run_id=run_id, result=outcome.result)
+        else:
+            services.turn_fail(message=message, run_id=run_id, error=outcome[0], attempts=outcome[1])
+    finally:
+        _release_db()
+
+
+async def _stream(*, message: Message, run_id: uuid.UUID, request):
+    """Read the routing core's stream, publishing each delta. Returns the final `Done`, or (error, attempts)
+    for a turn that failed before its first delta."""
+    publisher = streams.StreamPublisher(message.pk)
+    heartbeat = asyncio.create_task(_heartbeat(message.pk, run_id, publisher))
+    try:
+        async for event in route_stream(
+            tenant=message.tenant, tier=message.tier, request=request, should_stop=publisher.stop_requested
+        ):
+            if isinstance(event, TextDelta):
+                if event.text:
+                    await publisher.publish(event.text)
+            elif isinstance(event, Done):
+                return event
+        return ("The answer ended without a result. Please retry.", [])
+    except AllEndpointsFailed as exc:
+        return (str(exc), exc.attempts)
+    except RoutingError as exc:
+        return (str(exc), getattr(exc, "attempts", None))
+    except Exception:
+        logger.exception("chat turn %s crashed", message.pk)
+        return ("Something went wrong while answering. Please retry.", None)
+    finally:
+        heartbeat.cancel()
+
+
+async def _heartbeat(message_id: int, run_id: uuid.UUID, publisher: streams.StreamPublisher) -> None:
+    """Keep the heartbeat alive; also notice a stop during a long pause between deltas."""
+    client = streams.async_redis()
+    key = streams.heartbeat_key(message_id)
+    while True:
+        await client.set(key, str(run_id), ex=settings.CHAT_HEARTBEAT_TTL)
+        await publisher.stop_requested(poll=True)
+        await asyncio.sleep(settings.CHAT_HEARTBEAT_INTERVAL)
+
+
+def _release_db() -> None:
+    """Give this thread's connection back to the pool (Django's pool returns it on close)."""
+    close_old_connections()
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def _count(delta: int) -> None:
+    global in_flight, peak_in_flight
+    with _count_lock:
+        in_flight += delta
+        peak_in_flight = max(peak_in_flight, in_flight)
+
+
+def wait_idle(timeout: float) -> bool:
+    """For tests and the bench: wait until this process runs no turn."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if in_flight == 0:
+            return True
+        time.sleep(0.02)
+    return False

@@ -1,0 +1,181 @@
+"""Chat pages and HTMX endpoints. Thin: parse input, call one selector or service, render.
+
+Every view looks the conversation (and message) up through selectors that take the tenant and the user, so
+another member's or another tenant's id gives the same 404 as a missing one. The SSE stream lives in
+`conversations.sse`.
+"""
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from tenants.models import TIER_MAX
+
+from . import selectors, services
+from .models import Conversation, Message
+
+TEMPLATE = "conversations/chat.html"
+
+
+def _tenant(request):
+    if getattr(request, "tenant", None) is None:
+        raise Http404("No workspace.")
+    return request.tenant
+
+
+def _conversation(request, conversation_id) -> Conversation:
+    try:
+        return selectors.conversation_get(tenant=_tenant(request), user=request.user, conversation_id=conversation_id)
+    except Conversation.DoesNotExist:
+        raise Http404("No such conversation.") from None
+
+
+def _message(request, conversation_id, message_id) -> Message:
+    try:
+        return selectors.message_get(
+            tenant=_tenant(request), user=request.user, message_id=message_id, conversation_id=conversation_id
+        )
+    except Message.DoesNotExist:
+        raise Http404("No such message.") from None
+
+
+def _page_context(request, conversation: Conversation | None) -> dict:
+    tenant = _tenant(request)
+    search = request.GET.get("q", "")
+    context = {
+        "conversations": selectors.conversation_list(tenant=tenant, user=request.user, search=search)[
+            : selectors.SIDEBAR_LIMIT
+        ],
+        "search": search,
+        "conversation": conversation,
+        "max_allowed": tenant.plan.allows_tier(TIER_MAX),
+        "plan": tenant.plan,
+        "max_chars": services.MAX_MESSAGE_CHARS,
+    }
+    if conversation is not None:
+        context["chat_messages"] = list(
+            selectors.message_list(tenant=tenant, user=request.user, conversation=conversation)
+        )
+        context["running_cost"] = sum((m.billed for m in context["chat_messages"]), start=0)
+    return context
+
+
+def _refusal(request, exc: services.ChatRefused, target: str) -> HttpResponse:
+    """A refused action: 422 with the reason. HTMX swaps it into the form's error slot (see static/js/chat.js)."""
+    response = render(request, f"{TEMPLATE}#error", {"error": str(exc)}, status=422)
+    response["HX-Retarget"] = target
+    response["HX-Reswap"] = "innerHTML"
+    return response
+
+
+@login_required
+@require_GET
+def chat_home(request):
+    return render(request, TEMPLATE, _page_context(request, None))
+
+
+@login_required
+@require_GET
+def sidebar(request):
+    """The sidebar's conversation list, for the search box."""
+    return render(request, f"{TEMPLATE}#sidebar-list", _page_context(request, None))
+
+
+@login_required
+@require_POST
+def conversation_new(request):
+    tier = request.POST.get("tier") or "auto"
+    try:
+        conversation = services.conversation_create(tenant=_tenant(request), owner=request.user, tier=tier)
+    except services.ChatRefused as exc:
+        return _refusal(request, exc, "#sidebar-error")
+    if request.htmx:
+        return HttpResponseClientRedirect(conversation.get_absolute_url())
+    return redirect(conversation)
+
+
+@login_required
+@require_GET
+def conversation_detail(request, conversation_id):
+    conversation = _conversation(request, conversation_id)
+    return render(request, TEMPLATE, _page_context(request, conversation))
+
+
+@login_required
+@require_POST
+def conversation_rename(request, conversation_id):
+    conversation = _conversation(request, conversation_id)
+    try:
+        services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
+    except services.ChatRefused as exc:
+        return _refusal(request, exc, "#header-error")
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#title", {"conversation": conversation})
+    return redirect(conversation)
+
+
+@login_required
+@require_POST
+def conversation_delete(request, conversation_id):
+    conversation = _conversation(request, conversation_id)
+    services.conversation_delete(conversation=conversation)
+    if request.htmx:
+        return HttpResponseClientRedirect("/chat/")
+    return redirect("conversations:home")
+
+
+@login_required
+@require_POST
+def conversation_tier(request, conversation_id):
+    conversation = _conversation(request, conversation_id)
+    try:
+        services.conversation_set_tier(conversation=conversation, tier=request.POST.get("tier", ""))
+    except services.ChatRefused as exc:
+        return _refusal(request, exc, "#tier-error")
+    context = {"conversation": conversation, "max_allowed": _tenant(request).plan.allows_tier(TIER_MAX),
+               "plan": _tenant(request).plan}
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#tier-switch", context)
+    return redirect(conversation)
+
+
+@login_required
+@require_POST
+def message_send(request, conversation_id):
+    conversation = _conversation(request, conversation_id)
+    try:
+        answer = services.message_send(conversation=conversation, author=request.user, text=request.POST.get("text"))
+    except services.ChatRefused as exc:
+        return _refusal(request, exc, "#composer-error")
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#turn", {"conversation": conversation, "question": answer.parent,
+                                                   "answer": answer})
+    return redirect(conversation)
+
+
+@login_required
+@require_POST
+def message_retry(request, conversation_id, message_id):
+    message = _message(request, conversation_id, message_id)
+    try:
+        answer = services.message_retry(message=message, author=request.user)
+    except services.ChatRefused as exc:
+        return _refusal(request, exc, f"#msg-{message.pk}-error")
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#message", {"conversation": message.conversation, "m": answer})
+    return redirect(message.conversation)
+
+
+@login_required
+@require_POST
+def message_stop(request, conversation_id, message_id):
+    message = _message(request, conversation_id, message_id)
+    try:
+        services.message_stop(message=message)
+    except services.ChatRefused as exc:
+        return _refusal(request, exc, f"#msg-{message.pk}-error")
+    if request.htmx:
+        return HttpResponse(status=204)
+    return redirect(message.conversation)

@@ -1,0 +1,153 @@
+"""Chat fixtures: conversations, a real Celery worker (in a thread, or a subprocess for SIGKILL), short timings.
+
+Integration tests run with `transactional_db` plus serialized rollback: the worker's threads use their own
+database connections, so the test's data must be committed, and the seeded plans and model catalog must
+survive the flush between tests.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings as django_settings
+
+from conversations import services
+from conversations.models import Conversation, Message
+
+integration = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.fixture(autouse=True)
+def _plain_http(settings):
+    # Production settings redirect HTTP to HTTPS; the test client speaks plain HTTP.
+    settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture
+def chat_settings(settings):
+    """Short timings so tests never wait long (never a timing assertion)."""
+    settings.CHAT_HEARTBEAT_INTERVAL = 0.2
+    settings.CHAT_HEARTBEAT_TTL = 1
+    settings.CHAT_SSE_BLOCK_MS = 100
+    settings.CHAT_SSE_HEARTBEAT = 0.5
+    settings.CHAT_SSE_DB_RECHECK = 1.0
+    settings.CHAT_QUEUED_RESCUE_AFTER = 2
+    settings.CHAT_STREAM_TTL = 60
+    settings.ROUTING_BACKOFF_BASE_SECONDS = 0.01
+    settings.ROUTING_BACKOFF_MAX_SECONDS = 0.05
+    settings.ROUTING_DEADLINE_SECONDS = 5
+    settings.ROUTING_CATALOG_TTL_SECONDS = 0
+    return settings
+
+
+@pytest.fixture
+def chat_redis(db):
+    """The chat's Redis keys cleared around a test. Only `kc:*`: the Celery broker shares this Redis db."""
+    from conversations.streams import sync_redis
+
+    client = sync_redis()
+
+    def clear():
+        keys = list(client.scan_iter("kc:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+    clear()
+    yield client
+    clear()
+
+
+@pytest.fixture
+def alice_chat(alice, acme):
+    return services.conversation_create(tenant=acme, owner=alice, title="Alice's plans")
+
+
+@pytest.fixture
+def celery_worker(chat_settings, chat_redis):
+    """A real Celery worker (thread pool) in a thread of the test process, on the test database."""
+    from celery.contrib.testing.worker import start_worker
+
+    from kiwiclaw.celery import app
+
+    _purge(app)
+    with start_worker(app, pool="threads", concurrency=16, perform_ping_check=False, loglevel="WARNING",
+                      shutdown_timeout=20) as worker:
+        yield worker
+    _purge(app)
+
+
+def _purge(app):
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge("celery")
+
+
+def worker_subprocess_env(settings) -> dict:
+    """Environment for a Celery worker subprocess pointed at the test database and the fake provider."""
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env.update({
+        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
+        "DJANGO_SECRET_KEY": "test",
+        "CHAT_HEARTBEAT_INTERVAL": str(settings.CHAT_HEARTBEAT_INTERVAL),
+        "CHAT_HEARTBEAT_TTL": str(settings.CHAT_HEARTBEAT_TTL),
+        "ROUTING_CATALOG_TTL_SECONDS": "0",
+        "ANTHROPIC_BASE_URL": settings.ANTHROPIC_BASE_URL,
+        "ANTHROPIC_API_KEY": settings.ANTHROPIC_API_KEY,
+        "MOONSHOT_BASE_URL": settings.MOONSHOT_BASE_URL,
+        "MOONSHOT_API_KEY": settings.MOONSHOT_API_KEY,
+    })
+    return env
+
+
+@pytest.fixture
+def worker_process(chat_settings, chat_redis, fake_provider):
+    """Start Celery worker subprocesses on demand; each is SIGKILLed at teardown if still alive."""
+    procs = []
+
+    def start():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "kiwiclaw", "worker", "--pool", "threads", "--concurrency", "8",
+             "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            cwd=str(django_settings.BASE_DIR), env=worker_subprocess_env(chat_settings),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def wait_finished(message_id, timeout=20.0) -> Message:
+    def finished():
+        m = Message.objects.filter(pk=message_id).first()
+        return m if m is not None and m.is_finished else None
+
+    return wait_for(finished, timeout=timeout, what=f"message {message_id} to finish")
+
+
+def stream_deltas(client, message_id) -> list[str]:
+    from conversations.streams import stream_key
+
+    return [f["v"] for _id, f in client.xrange(stream_key(message_id)) if f.get("t") == "d"]
+
+
+__all__ = ["Conversation", "Message", "integration", "wait_for", "wait_finished", "stream_deltas"]
