@@ -149,6 +149,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {}
+# Billing (billing/tasks.py): drafts follow the ledger every few minutes; an ended month is finalized once the
+# grace period has passed (requests begun before midnight have committed); budget counters are reconciled.
+CELERY_BEAT_SCHEDULE["billing-rollup-current-month"] = {
+    "task": "billing.rollup_current_month",
+    "schedule": env.float("BILLING_ROLLUP_INTERVAL", default=300.0),
+}
+CELERY_BEAT_SCHEDULE["billing-finalize-ended-months"] = {"task": "billing.finalize_ended_months", "schedule": 900.0}
+CELERY_BEAT_SCHEDULE["billing-reconcile-budgets"] = {"task": "billing.reconcile_budgets", "schedule": 300.0}
+BILLING_FINALIZE_GRACE_SECONDS = env.int("BILLING_FINALIZE_GRACE_SECONDS", default=3600)
+# Longer than any request's deadline: a hold outliving its request only means a crashed request's hold lapses.
+BILLING_RESERVATION_TTL_SECONDS = env.float("BILLING_RESERVATION_TTL_SECONDS", default=600.0)
 # Chat turns are long, I/O-bound streams: Celery's thread pool with many threads, each handing its stream to
 # one asyncio loop per process (conversations/turns.py, docs/architecture.md "Chat").
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")

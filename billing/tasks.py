@@ -1,0 +1,32 @@
+"""Celery beat tasks for billing. Thin: each calls one service; each is idempotent and safe to run concurrently
+(the services serialize on a per-month advisory lock and the invoice counter row)."""
+
+import logging
+
+from celery import shared_task
+
+from . import budget, services
+from .months import month_start
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="billing.rollup_current_month")
+def rollup_current_month() -> int:
+    """Keep the current month's draft invoices up to date with the ledger."""
+    return services.invoice_rollup(month=month_start())
+
+
+@shared_task(name="billing.finalize_ended_months")
+def finalize_ended_months() -> int:
+    """Finalize the drafts of every month that ended more than the grace period ago."""
+    count = 0
+    for month in services.invoice_months_to_finalize():
+        count += len(services.invoice_finalize_month(month=month))
+    return count
+
+
+@shared_task(name="billing.reconcile_budgets")
+def reconcile_budgets() -> int:
+    """Repair budget counters in Redis that drifted from the ledger."""
+    return budget.budget_reconcile_all_tenants()
