@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 
 from . import health
@@ -11,3 +12,7 @@ urlpatterns = [
     path("", include("routing.urls")),
     path("", include("conversations.urls")),
 ]
+
+# `make dev` serves through uvicorn, not runserver, so in debug the static files need a route of their own.
+# staticfiles_urlpatterns() is empty when DEBUG is off: in production a proxy serves STATIC_ROOT.
+urlpatterns += staticfiles_urlpatterns()

@@ -75,6 +75,8 @@ def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, m
     try:
         health = _wait_healthy(base_url, proc, log_path)
         assert health.json()["checks"] == {"database": "ok", "redis": "ok"}
+        # uvicorn is not runserver: the pages' CSS must still be served in debug.
+        assert httpx.get(f"{base_url}/static/css/app.css", timeout=5).status_code == 200
 
         started = process_tree(proc.pid)
         running = "\n".join(cmd for _, cmd in started.values())
