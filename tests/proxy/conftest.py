@@ -91,6 +91,12 @@ def reseed_defaults():
     key_cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    # Factories hash a password per user; the default hasher costs seconds on two shared cores.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def live_db(transactional_db, redis_client):
     reseed_defaults()
