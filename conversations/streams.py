@@ -120,12 +120,15 @@ class StreamPublisher:
         self.message_id = message_id
         self.stopped = False
         self.published = 0
+        self.refused = 0
+        self._parts: list[str] = []
         self.client = async_redis()
         if StreamPublisher._script is None:
             StreamPublisher._script = self.client.register_script(_PUBLISH_LUA)
 
     async def publish(self, text: str) -> bool:
         if self.stopped:
+            self.refused += 1
             return False
         ok = await StreamPublisher._script(
             keys=[stream_key(self.message_id), cancel_key(self.message_id)],
@@ -134,9 +137,15 @@ class StreamPublisher:
         )
         if not ok:
             self.stopped = True
+            self.refused += 1
             return False
         self.published += 1
+        self._parts.append(text)
         return True
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
 
     async def stop_requested(self, poll: bool = False) -> bool:
         """The routing core's `should_stop`, checked between deltas. Free by default: the publish script already

@@ -9,6 +9,7 @@ before streaming, so no connection is held while a stream is read.
 """
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from django.db import close_old_connections, connection
 
 from routing.core import route_stream
 from routing.errors import AllEndpointsFailed, RoutingError
-from routing.types import Done, TextDelta
+from routing.types import FINISH_CANCELLED, Done, TextDelta
 
 from . import services, streams
 from .models import Message
@@ -87,7 +88,7 @@ async def _stream(*, message: Message, run_id: uuid.UUID, request):
                 if event.text:
                     await publisher.publish(event.text)
             elif isinstance(event, Done):
-                return event
+                return _as_published(event, publisher)
         return ("The answer ended without a result. Please retry.", [])
     except AllEndpointsFailed as exc:
         return (str(exc), exc.attempts)
@@ -98,6 +99,15 @@ async def _stream(*, message: Message, run_id: uuid.UUID, request):
         return ("Something went wrong while answering. Please retry.", None)
     finally:
         heartbeat.cancel()
+
+
+def _as_published(done: Done, publisher: streams.StreamPublisher) -> Done:
+    """After a stop, the stored answer is exactly what was published (what the user saw); the tokens billed
+    stay those the provider generated, including a delta refused because the stop flag was already set."""
+    if not publisher.refused:
+        return done
+    result = dataclasses.replace(done.result, text=publisher.text, finish_reason=FINISH_CANCELLED)
+    return Done(result)
 
 
 async def _heartbeat(message_id: int, run_id: uuid.UUID, publisher: streams.StreamPublisher) -> None:

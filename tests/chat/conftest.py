@@ -72,11 +72,21 @@ def celery_worker(chat_settings, chat_redis):
 
     from kiwiclaw.celery import app
 
-    _purge(app)
+    # Tasks already queued (sent before the worker started) are kept: a test may mean them.
     with start_worker(app, pool="threads", concurrency=16, perform_ping_check=False, loglevel="WARNING",
                       shutdown_timeout=20) as worker:
         yield worker
     _purge(app)
+    _close_pool()
+
+
+def _close_pool():
+    """The worker's threads leave connections in the pool; close them so the test database can be dropped."""
+    from django.db import connections
+
+    close = getattr(connections["default"], "close_pool", None)
+    if close is not None:
+        close()
 
 
 def _purge(app):
@@ -124,6 +134,7 @@ def worker_process(chat_settings, chat_redis, fake_provider):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+    _close_pool()
 
 
 def wait_for(predicate, timeout=15.0, interval=0.05, what="condition"):
