@@ -46,10 +46,17 @@ class ProviderConfig(models.Model):
                 raise ValidationError({field: f"There is no setting named {name}."})
 
 
+endpoint_slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9.-]{0,48}[a-z0-9])?$",
+    "Use 1–50 lowercase letters, digits, dots or hyphens, starting and ending with a letter or digit.",
+)
+
+
 class ModelEndpoint(models.Model):
     """One model at one provider, with its prices in USD per million tokens."""
 
-    slug = models.SlugField(max_length=50, unique=True, validators=[slug_validator], help_text="Our name.")
+    # Model names carry versions with dots (kimi-k2.5), so this is not a SlugField.
+    slug = models.CharField(max_length=50, unique=True, validators=[endpoint_slug_validator], help_text="Our name.")
     upstream_model = models.CharField(max_length=100, help_text="The provider's model id.")
     provider = models.ForeignKey(ProviderConfig, on_delete=models.PROTECT, related_name="endpoints")
     context_window = models.PositiveIntegerField(help_text="Maximum prompt + output tokens.")

@@ -1,3 +1,7 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import views
+
+urlpatterns = [
+    path("staff/routing/", views.staff_routing_all_tenants, name="staff_routing"),
+]

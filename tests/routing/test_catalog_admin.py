@@ -1,0 +1,71 @@
+"""Catalog edits are audited; the staff routing page shows breaker state to platform admins only."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from routing.models import ModelEndpoint, TierChainEntry
+from routing.services import model_endpoint_save
+from tenants.models import AuditEvent
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_seeded_catalog_has_the_default_chains_and_prices():
+    chains = {}
+    for entry in TierChainEntry.objects.select_related("endpoint"):
+        chains.setdefault(entry.tier, []).append(entry.endpoint.slug)
+    assert chains == {"auto": ["kimi-k2.5", "claude-haiku-4-5"],
+                      "max": ["claude-opus-4-6", "claude-sonnet-4-6", "kimi-k2.5"]}
+    kimi = ModelEndpoint.objects.get(slug="kimi-k2.5")
+    assert (kimi.price_input, kimi.price_output, kimi.price_cache_write, kimi.price_cache_read) == (
+        Decimal("0.6"), Decimal("3"), Decimal("0.6"), Decimal("0.1"))
+
+
+def test_price_change_writes_an_audit_row(alice):
+    endpoint = ModelEndpoint.objects.get(slug="claude-opus-4-6")
+    endpoint.price_output = Decimal("30")
+    model_endpoint_save(endpoint=endpoint, actor=alice)
+    event = AuditEvent.objects.get(action="catalog.price_change")
+    assert event.before == {"price_output": "25.000000"} and event.after == {"price_output": "30"}
+    assert event.actor_email == alice.email
+
+
+def test_invalid_catalog_edit_changes_nothing(alice):
+    from django.core.exceptions import ValidationError
+
+    endpoint = ModelEndpoint.objects.get(slug="claude-opus-4-6")
+    endpoint.price_input = Decimal("-1")
+    with pytest.raises(ValidationError):
+        model_endpoint_save(endpoint=endpoint, actor=alice)
+    assert ModelEndpoint.objects.get(slug="claude-opus-4-6").price_input == Decimal("5")
+    assert not AuditEvent.objects.filter(action__startswith="catalog.").exists()
+
+
+def test_admin_edit_goes_through_the_audited_service(client, redis_client):
+    staff = UserFactory(email="root@kiwiclaw.test", is_staff=True, is_superuser=True)
+    client.force_login(staff)
+    endpoint = ModelEndpoint.objects.get(slug="kimi-k2.5")
+    response = client.post(f"/admin/routing/modelendpoint/{endpoint.pk}/change/", secure=True, data={
+        "slug": "kimi-k2.5", "upstream_model": "kimi-k2.5", "provider": endpoint.provider_id,
+        "context_window": 262144, "price_input": "0.55", "price_output": "3.00", "price_cache_write": "0.60",
+        "price_cache_read": "0.10", "enabled": "on"})
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
+    assert AuditEvent.objects.filter(action="catalog.price_change", actor_email=staff.email).count() == 1
+
+
+def test_staff_routing_page_shows_breaker_state(client, carol, redis_client):
+    redis_client.hset("kc:breaker:claude-opus-4-6", mapping={"state": "open", "failures": 5,
+                                                              "open_until": 10**15})
+    client.force_login(carol)
+    assert client.get("/staff/routing/", secure=True).status_code == 403
+    carol.user_permissions.add(Permission.objects.get(codename="manage_tenants"))
+    carol = type(carol).objects.get(pk=carol.pk)
+    client.force_login(carol)
+    response = client.get("/staff/routing/", secure=True)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'data-endpoint="claude-opus-4-6"' in html and 'data-state="open"' in html
+    assert 'data-state="closed"' in html
