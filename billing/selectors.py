@@ -19,14 +19,17 @@ _TOKENS = F("input_tokens") + F("output_tokens") + F("cache_read_tokens") + F("c
 
 
 def _usage_totals() -> dict:
+    # The two sums over row expressions come first: once an aggregate is named "input_tokens" or "billed",
+    # later expressions in the same annotate() would refer to that aggregate instead of the column.
     return {
+        "tokens": Sum(_TOKENS),
+        "margin": Sum(F("billed") - F("cost")),
         "requests": Count("id"),
         "estimated": Count("id", filter=Q(output_estimated=True)),
         "input_tokens": Sum("input_tokens"),
         "output_tokens": Sum("output_tokens"),
         "cache_read_tokens": Sum("cache_read_tokens"),
         "cache_write_tokens": Sum("cache_write_tokens"),
-        "tokens": Sum(_TOKENS),
         "cost": Sum("cost"),
         "billed": Sum("billed"),
     }
@@ -61,7 +64,8 @@ def usage_list(*, tenant: Tenant, month: date | None = None, user_id: int | None
 
 def usage_totals(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> dict:
     totals = usage_list(tenant=tenant, month=month, user_id=user_id).aggregate(**_usage_totals())
-    return {k: (v if v is not None else (money.ZERO if k in ("cost", "billed") else 0)) for k, v in totals.items()}
+    return {k: (v if v is not None else (money.ZERO if k in ("cost", "billed", "margin") else 0))
+            for k, v in totals.items()}
 
 
 def usage_by_model(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> QuerySet:

@@ -1,3 +1,19 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from .views import finance, tenant
+
+urlpatterns = [
+    path("usage/", tenant.usage, name="billing_usage"),
+    path("invoices/", tenant.invoice_list, name="billing_invoices"),
+    path("invoices/<int:invoice_id>/", tenant.invoice_detail, name="billing_invoice"),
+    path("invoices/<int:invoice_id>/lines.csv", tenant.invoice_lines_csv, name="billing_invoice_csv"),
+    path("finance/", finance.overview_all_tenants, name="finance_overview"),
+    path("finance/tenants.csv", finance.overview_csv_all_tenants, name="finance_overview_csv"),
+    path("finance/tenants/<int:tenant_id>/", finance.tenant_detail_all_tenants, name="finance_tenant"),
+    path("finance/tenants/<int:tenant_id>/usage.csv", finance.tenant_usage_csv_all_tenants,
+         name="finance_tenant_csv"),
+    path("finance/invoices/", finance.invoice_list_all_tenants, name="finance_invoices"),
+    path("finance/invoices/<int:invoice_id>/", finance.invoice_detail_all_tenants, name="finance_invoice"),
+    path("finance/invoices/<int:invoice_id>/lines.csv", finance.invoice_lines_csv_all_tenants,
+         name="finance_invoice_csv"),
+]

@@ -1,0 +1,1 @@
+"""Billing pages: `tenant` (a tenant's own usage and invoices) and `finance` (across tenants)."""

@@ -1,0 +1,79 @@
+"""A tenant's own usage and invoices. Admins see the whole tenant; members see only their own usage.
+
+Tenants never see provider cost or margin: only billed amounts.
+"""
+
+from django.http import Http404
+from django.shortcuts import render
+
+from tenants.access import tenant_admin_required, tenant_required
+
+from .. import selectors
+from ..charts import daily_chart
+from ..csv_export import csv_response
+from ..models import Invoice
+from .common import month_context, month_from_request
+
+
+@tenant_required
+def usage(request):
+    month = month_from_request(request)
+    tenant, membership = request.tenant, request.membership
+    user_id = None if membership.is_admin else request.user.pk
+    by_day = list(selectors.usage_by_day(tenant=tenant, month=month, user_id=user_id))
+    context = {
+        **month_context(month),
+        "nav_section": "usage",
+        "is_admin": membership.is_admin,
+        "totals": selectors.usage_totals(tenant=tenant, month=month, user_id=user_id),
+        "by_model": selectors.usage_by_model(tenant=tenant, month=month, user_id=user_id),
+        "by_day": by_day,
+        "chart": daily_chart(month=month, days=by_day),
+    }
+    if membership.is_admin:
+        context["by_member"] = selectors.usage_by_member(tenant=tenant, month=month)
+        context["by_api_key"] = selectors.usage_by_api_key(tenant=tenant, month=month)
+        if context["is_current_month"]:
+            context["budget"] = selectors.tenant_budget_status(tenant=tenant)
+    return render(request, "billing/usage.html", context)
+
+
+@tenant_admin_required
+def invoice_list(request):
+    invoices = selectors.invoice_list(tenant=request.tenant)
+    return render(request, "billing/invoice_list.html", {"invoices": invoices, "nav_section": "invoices"})
+
+
+def _tenant_invoice(request, invoice_id) -> Invoice:
+    try:
+        return selectors.invoice_get(tenant=request.tenant, invoice_id=invoice_id)
+    except Invoice.DoesNotExist:
+        raise Http404("No such invoice.") from None
+
+
+@tenant_admin_required
+def invoice_detail(request, invoice_id):
+    invoice = _tenant_invoice(request, invoice_id)
+    return render(request, "billing/invoice_detail.html",
+                  {"invoice": invoice, "lines": invoice.lines.all(), "nav_section": "invoices", "finance": False})
+
+
+@tenant_admin_required
+def invoice_lines_csv(request, invoice_id):
+    invoice = _tenant_invoice(request, invoice_id)
+    return _lines_csv(invoice, with_cost=False)
+
+
+def _lines_csv(invoice: Invoice, *, with_cost: bool):
+    header = ["invoice", "tenant", "month", "status", "endpoint", "provider", "requests", "estimated_requests",
+              "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"]
+    header += ["provider_cost", "billed_exact", "amount"] if with_cost else ["billed_exact", "amount"]
+    rows = []
+    for line in invoice.lines.all():
+        row = [invoice.display_number, invoice.tenant.name, f"{invoice.month:%Y-%m}", invoice.status,
+               line.endpoint_slug, line.provider, line.request_count, line.estimated_count, line.input_tokens,
+               line.output_tokens, line.cache_read_tokens, line.cache_write_tokens]
+        row += [line.cost, line.billed, line.amount] if with_cost else [line.billed, line.amount]
+        rows.append(row)
+    name = f"invoice-{invoice.tenant.slug}-{invoice.month:%Y-%m}-{invoice.display_number}.csv"
+    return csv_response(filename=name, header=header, rows=rows)

@@ -1,0 +1,270 @@
+"""Billing and finance pages: who sees what, 403 and 404 answers, CSV exports, the banner and the admin."""
+
+import csv
+import io
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from billing.models import Invoice, UsageRecord
+from billing.months import month_start
+from billing.services import invoice_finalize_month, invoice_rollup
+from tests.billing.conftest import record_usage, record_usage_at
+from tests.factories import DEMO_PASSWORD, MembershipFactory, TenantFactory, UserFactory, make_api_key
+
+PAST = date(2025, 3, 1)
+
+
+def login(client, user):
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def usage(acme, globex, alice, carol, bob):
+    """acme: alice via chat and via an API key, carol via chat; globex: bob."""
+    key, _ = make_api_key(tenant=acme, user=alice, name="CI robot")
+    record_usage(acme, endpoint="claude-opus-4-6", input_tokens=1000, output_tokens=100, user_id=alice.pk)
+    record_usage(acme, endpoint="kimi-k2.5", source="api", input_tokens=7777, output_tokens=3, user_id=alice.pk,
+                 api_key_id=key.pk)
+    record_usage(acme, endpoint="kimi-k2.5", input_tokens=4242, output_tokens=1, user_id=carol.pk)
+    record_usage(globex, endpoint="kimi-k2.5", input_tokens=3131, output_tokens=9, user_id=bob.pk)
+    invoice_rollup(month=month_start())
+    return key
+
+
+def _csv(response):
+    assert response["Content-Type"].startswith("text/csv")
+    return list(csv.reader(io.StringIO(response.content.decode())))
+
+
+# --- tenant usage ------------------------------------------------------------------------------------------
+
+def test_alice_sees_all_of_acmes_usage_by_model_day_member_and_key(client, usage, alice, carol):
+    body = login(client, alice).get("/usage/").content.decode()
+    assert "12,019" in body  # kimi input: alice's 7,777 by API key + carol's 4,242
+    assert f'data-member="{alice.pk}"' in body and f'data-member="{carol.pk}"' in body
+    assert "Carol Member" in body and "CI robot" in body and "7,780" in body  # the key's tokens
+    assert "3,131" not in body  # globex
+    assert "Provider cost" not in body  # tenants see billed amounts only
+
+
+def test_carol_sees_only_her_own_usage(client, usage, carol):
+    body = login(client, carol).get("/usage/").content.decode()
+    assert "4,242" in body
+    assert "12,019" not in body and "7,777" not in body and "3,131" not in body and "CI robot" not in body
+
+
+def test_bob_sees_only_his_own_usage(client, usage, bob):
+    body = login(client, bob).get("/usage/").content.decode()
+    assert "3,131" in body and "4,242" not in body and "12,019" not in body
+
+
+def test_usage_of_another_month_and_a_malformed_month(client, usage, alice):
+    login(client, alice)
+    assert "No usage in March 2025" in client.get("/usage/?month=2025-03").content.decode()
+    assert client.get("/usage/?month=March").status_code == 404
+
+
+def test_usage_page_query_count_is_bounded(client, usage, alice, django_assert_max_num_queries):
+    login(client, alice)
+    with django_assert_max_num_queries(20):
+        assert client.get("/usage/").status_code == 200
+
+
+# --- tenant invoices ---------------------------------------------------------------------------------------
+
+def test_alice_sees_acmes_invoices_and_opens_one(client, usage, alice, acme):
+    invoice = Invoice.objects.get(tenant=acme)
+    login(client, alice)
+    body = client.get("/invoices/").content.decode()
+    assert f'data-invoice="{invoice.pk}"' in body
+    assert Invoice.objects.exclude(tenant=acme).exists()
+    detail = client.get(f"/invoices/{invoice.pk}/")
+    assert detail.status_code == 200
+    assert f"${invoice.total:,}" in detail.content.decode()
+
+
+def test_another_tenants_invoice_answers_404_like_a_missing_one(client, usage, alice, globex):
+    other = Invoice.objects.get(tenant=globex)
+    login(client, alice)
+    assert client.get(f"/invoices/{other.pk}/").status_code == 404
+    assert client.get(f"/invoices/{other.pk}/lines.csv").status_code == 404
+    assert client.get("/invoices/999999/").status_code == 404
+
+
+def test_members_cannot_open_invoices(client, usage, carol, acme):
+    invoice = Invoice.objects.get(tenant=acme)
+    login(client, carol)
+    assert client.get("/invoices/").status_code == 403
+    assert client.get(f"/invoices/{invoice.pk}/").status_code == 403
+
+
+def test_tenant_invoice_csv_has_no_provider_cost(client, usage, alice, acme):
+    invoice = Invoice.objects.get(tenant=acme)
+    rows = _csv(login(client, alice).get(f"/invoices/{invoice.pk}/lines.csv"))
+    assert "provider_cost" not in rows[0] and len(rows) == 1 + invoice.lines.count()
+
+
+# --- finance -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/finance/", "/finance/tenants.csv", "/finance/invoices/"])
+@pytest.mark.parametrize("who", ["alice", "carol", "bob"])
+def test_non_finance_users_get_403(client, usage, request, who, path):
+    login(client, request.getfixturevalue(who))
+    assert client.get(path).status_code == 403
+
+
+def test_non_finance_users_get_403_on_drilldowns(client, usage, alice, acme):
+    invoice = Invoice.objects.get(tenant=acme)
+    login(client, alice)
+    for path in (f"/finance/tenants/{acme.pk}/", f"/finance/tenants/{acme.pk}/usage.csv",
+                 f"/finance/invoices/{invoice.pk}/", f"/finance/invoices/{invoice.pk}/lines.csv"):
+        assert client.get(path).status_code == 403, path
+
+
+def test_anonymous_users_are_sent_to_log_in(client, db):
+    response = client.get("/finance/")
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_finance_sees_all_tenants_sorted(client, usage, finance_user, django_assert_max_num_queries):
+    login(client, finance_user)
+    with django_assert_max_num_queries(12):
+        response = client.get("/finance/?sort=tenant&dir=asc")
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert body.index('data-tenant="acme"') < body.index('data-tenant="globex"')
+    body = client.get("/finance/?sort=tenant&dir=desc").content.decode()
+    assert body.index('data-tenant="globex"') < body.index('data-tenant="acme"')
+    assert client.get("/finance/?sort=margin").status_code == 200
+
+
+def test_finance_tenant_drilldown_has_models_and_an_svg_chart(client, usage, finance_user, acme):
+    body = login(client, finance_user).get(f"/finance/tenants/{acme.pk}/").content.decode()
+    assert 'data-model="claude-opus-4-6"' in body and 'data-model="kimi-k2.5"' in body
+    assert "<svg" in body and 'class="bar"' in body and "<polyline" in body
+    assert "cdn" not in body.lower()
+
+
+def test_finance_invoice_list_and_printable_invoice(client, usage, finance_user, acme, globex):
+    login(client, finance_user)
+    body = client.get("/finance/invoices/").content.decode()
+    for invoice in Invoice.objects.all():
+        assert f'data-invoice="{invoice.pk}"' in body
+    invoice = Invoice.objects.get(tenant=acme)
+    page = client.get(f"/finance/invoices/{invoice.pk}/").content.decode()
+    assert "window.print()" in page and "Provider cost" in page and "@media print" not in page
+
+
+def test_finance_tenant_table_csv(client, usage, finance_user):
+    rows = _csv(login(client, finance_user).get(f"/finance/tenants.csv?month={month_start():%Y-%m}"))
+    assert rows[0][:4] == ["month", "tenant_slug", "tenant", "plan"]
+    by_slug = {row[1]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert set(by_slug) == {"acme", "globex"}
+    acme_invoice = Invoice.objects.get(tenant__slug="acme")
+    assert by_slug["acme"]["provider_cost"] == str(acme_invoice.usage_cost)  # Decimal as written
+    assert by_slug["acme"]["billed"] == str(acme_invoice.usage_billed)
+    assert Decimal(by_slug["acme"]["margin"]) == acme_invoice.usage_billed - acme_invoice.usage_cost
+
+
+def test_finance_tenant_usage_csv_by_day_and_model(client, usage, finance_user, acme):
+    rows = _csv(login(client, finance_user).get(f"/finance/tenants/{acme.pk}/usage.csv"))
+    assert rows[0][:4] == ["day", "tenant", "endpoint", "provider"]
+    assert len(rows) == 1 + 2  # one day, two models
+    cost_column = rows[0].index("provider_cost")
+    assert sum(Decimal(r[cost_column]) for r in rows[1:]) == sum(
+        r.cost for r in UsageRecord.objects.filter(tenant=acme))
+
+
+def test_finance_invoice_lines_csv(client, usage, finance_user, acme):
+    invoice = Invoice.objects.get(tenant=acme)
+    rows = _csv(login(client, finance_user).get(f"/finance/invoices/{invoice.pk}/lines.csv"))
+    assert rows[0][-3:] == ["provider_cost", "billed_exact", "amount"]
+    assert len(rows) == 1 + invoice.lines.count()
+    assert sorted(r[-1] for r in rows[1:]) == sorted(str(line.amount) for line in invoice.lines.all())
+
+
+@pytest.mark.parametrize("name", ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)"])
+def test_csv_guards_against_formula_injection_in_names(client, db, plans, finance_user, name):
+    tenant = TenantFactory(slug="evil", name=name, plan=plans["pro"])
+    record_usage(tenant, input_tokens=10)
+    invoice_rollup(month=month_start())
+    invoice = Invoice.objects.get(tenant=tenant)
+    login(client, finance_user)
+    for path in ("/finance/tenants.csv", f"/finance/tenants/{tenant.pk}/usage.csv",
+                 f"/finance/invoices/{invoice.pk}/lines.csv"):
+        cells = [cell for row in _csv(client.get(path))[1:] for cell in row]
+        assert "'" + name in cells, path
+        assert name not in cells, path
+
+
+def test_negative_decimals_are_not_mangled_by_the_formula_guard():
+    from billing.csv_export import safe_cell
+
+    assert safe_cell(Decimal("-1.2500000000")) == "-1.2500000000"
+    assert safe_cell("-1.25") == "'-1.25"
+
+
+# --- banner ------------------------------------------------------------------------------------------------
+
+def _render_banner(rf, user, tenant):
+    from django.template import Context, Template
+
+    from tenants.models import Membership
+
+    request = rf.get("/")
+    request.user = user
+    request.membership = Membership.objects.get(user=user, tenant=tenant)
+    request.tenant = tenant
+    return Template("{% load billing_tags %}{% billing_banner %}").render(Context({"request": request}))
+
+
+def test_banner_for_admins_at_80_and_100_percent_of_the_cap(rf, globex, budget_redis):
+    admin = UserFactory(email="gina@globex.test")
+    MembershipFactory(user=admin, tenant=globex, role="admin")
+    assert "data-billing-banner" not in _render_banner(rf, admin, globex)
+    record_usage(globex, input_tokens=0, output_tokens=0, cost=Decimal("2.6666666667"))  # bills $4.00 of $5.00
+    budget_redis.flushdb()
+    html = _render_banner(rf, admin, globex)
+    assert 'data-billing-banner="warning"' in html and "80%" in html
+    record_usage(globex, input_tokens=0, output_tokens=0, cost=Decimal("0.6666666667"))  # $5.00
+    budget_redis.flushdb()
+    html = _render_banner(rf, admin, globex)
+    assert 'data-billing-banner="reached"' in html and "has reached its $5.00 monthly spending cap" in html
+
+
+def test_no_banner_for_members(rf, globex, bob, budget_redis):
+    record_usage(globex, input_tokens=0, output_tokens=0, cost=Decimal("4"))
+    assert "data-billing-banner" not in _render_banner(rf, bob, globex)
+
+
+# --- admin -------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(email="root@kiwiclaw.test", is_staff=True, is_superuser=True)
+
+
+def test_admin_shows_usage_and_invoices_read_only(client, superuser, acme):
+    record_usage_at(acme, datetime(2025, 3, 5, tzinfo=UTC))
+    [invoice] = invoice_finalize_month(month=PAST)
+    row = UsageRecord.objects.get()
+    login(client, superuser)
+    assert client.get(reverse("admin:billing_usagerecord_changelist")).status_code == 200
+    page = client.get(reverse("admin:billing_invoice_change", args=[invoice.pk]))
+    assert page.status_code == 200 and 'name="total"' not in page.content.decode()
+    assert client.post(reverse("admin:billing_invoice_change", args=[invoice.pk]),
+                       {"total": "0.00"}).status_code == 403
+    assert client.post(reverse("admin:billing_invoice_delete", args=[invoice.pk]), {"post": "yes"}).status_code == 403
+    assert client.post(reverse("admin:billing_usagerecord_delete", args=[row.pk]), {"post": "yes"}).status_code == 403
+    assert client.get(reverse("admin:billing_usagerecord_add")).status_code == 403
+    invoice.refresh_from_db()
+    assert invoice.is_final and UsageRecord.objects.count() == 1
+
+
+def test_login_with_demo_password_reaches_usage(client, alice, usage):
+    assert client.login(email="alice@acme.test", password=DEMO_PASSWORD)
+    assert client.get("/usage/").status_code == 200
