@@ -39,7 +39,8 @@ async def _read_body(receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-async def _dispatch(scope, receive) -> ProxyResponse:
+async def _admit(scope, receive):
+    """Route, method and body checks. Returns a ready ProxyResponse, or (protocol, headers, body) to handle."""
     path = scope["path"].rstrip("/") or "/"
     route = ROUTES.get(path)
     protocol = route[1] if route else OPENAI
@@ -50,7 +51,7 @@ async def _dispatch(scope, receive) -> ProxyResponse:
         return error_response(ProxyError("method", f"Use {route[0]} for {path}."), protocol, new_request_id())
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
     if route[0] == "GET":
-        return await handle_models(headers)
+        return None, headers, b""
     limit = max_body_bytes()
     try:
         too_big = int(headers.get("content-length") or 0) > limit
@@ -60,7 +61,7 @@ async def _dispatch(scope, receive) -> ProxyResponse:
     if body is None:
         error = ProxyError("too_large", f"The request body is over the {limit} byte limit.")
         return error_response(error, protocol, new_request_id())
-    return await handle(protocol, headers, body)
+    return protocol, headers, body
 
 
 async def _wait_disconnect(receive) -> None:
@@ -68,32 +69,53 @@ async def _wait_disconnect(receive) -> None:
         pass
 
 
-async def _send_stream(resp: ProxyResponse, receive, send) -> None:
-    async def pump():
-        async for chunk in resp.stream:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    pump_task = asyncio.ensure_future(pump())
-    watch_task = asyncio.ensure_future(_wait_disconnect(receive))
-    try:
-        await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        if not pump_task.done():
-            pump_task.cancel()  # the client left: the relay's `finally` tells the call to stop
-        watch_task.cancel()
-        await asyncio.gather(pump_task, watch_task, return_exceptions=True)
-        await resp.stream.aclose()
+async def _until_gone(task: asyncio.Task, gone: asyncio.Task) -> bool:
+    """Wait for `task`; if the client leaves first, cancel it (the handler then tells the call to stop, and
+    the call still writes its usage row). Returns True when the client left."""
+    await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return False
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return True
 
 
 async def app(scope, receive, send) -> None:
     try:
-        resp = await _dispatch(scope, receive)
+        admitted = await _admit(scope, receive)
     except _ClientGone:
         return
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers]
-    await send({"type": "http.response.start", "status": resp.status, "headers": headers})
-    if resp.stream is None:
-        await send({"type": "http.response.body", "body": resp.body})
-    else:
-        await _send_stream(resp, receive, send)
+    if isinstance(admitted, ProxyResponse):
+        return await _send(admitted, send)
+    protocol, headers, body = admitted
+    # One reader of `receive` for the rest of the request: it only reports the client leaving.
+    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        work = asyncio.ensure_future(handle_models(headers) if protocol is None else handle(protocol, headers, body))
+        if await _until_gone(work, gone):
+            return
+        resp = work.result()
+        if resp.stream is None:
+            return await _send(resp, send)
+        await send({"type": "http.response.start", "status": resp.status, "headers": _encode(resp.headers)})
+
+        async def pump():
+            async for chunk in resp.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        try:
+            await _until_gone(asyncio.ensure_future(pump()), gone)
+        finally:
+            await resp.stream.aclose()  # runs the relay's `finally`: a call still running is told to stop
+    finally:
+        gone.cancel()
+
+
+def _encode(headers) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def _send(resp: ProxyResponse, send) -> None:
+    await send({"type": "http.response.start", "status": resp.status, "headers": _encode(resp.headers)})
+    await send({"type": "http.response.body", "body": resp.body})

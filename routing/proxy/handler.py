@@ -189,7 +189,8 @@ class _Call:
 
         try:
             result = await route_complete(tenant=self.identity.tenant, tier=self.call.tier or "auto",
-                                          request=self.call.request, model=self.call.endpoint)
+                                          request=self.call.request, model=self.call.endpoint,
+                                          should_stop=self.should_stop)
             billed = await self._finish(result)
             await self.queue.put(("done", result, billed, True))
         except RoutingError as exc:
@@ -286,8 +287,12 @@ async def handle(protocol: str, headers: Mapping[str, str], body: bytes) -> Prox
 
 async def _complete(runner: _Call, protocol: str) -> ProxyResponse:
     task = runner.start(runner.run_complete())
-    # shield: if the client goes away, the call still finishes and writes its usage row.
-    await asyncio.shield(task)
+    try:
+        # shield: if the client goes away, the call is told to stop but still writes its usage row.
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        runner.client_gone = True
+        raise
     item = runner.queue.get_nowait()
     if item[0] == "error":
         raise item[1]
