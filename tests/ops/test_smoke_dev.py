@@ -8,7 +8,9 @@ It uses its own var dir and free ports, so it runs beside a `make dev` or `make 
 import os
 import re
 import signal
+import socket
 import subprocess
+import sys
 import time
 
 import httpx
@@ -22,6 +24,13 @@ pytestmark = [pytest.mark.smoke, pytest.mark.slow]
 # A first start includes initdb and every migration on a shared 2-core machine.
 UP_TIMEOUT = 300
 DEMO_PASSWORD = "kiwiclaw-demo"
+
+
+@pytest.fixture(scope="module")
+def dev_var_dir(tmp_path_factory):
+    """One var dir for this module's runs of make dev, run one after the other: the second skips initdb and
+    the migrations, which are most of a first start."""
+    return tmp_path_factory.mktemp("dev") / "var"
 
 
 def _tail(path, lines=60):
@@ -60,11 +69,11 @@ def _log_in(base_url, email, password):
         return response
 
 
-def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, marked):
+def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, dev_var_dir, marked):
     port, fake_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = tmp_path / "make-dev.log"
-    dev_args = f"--port {port} --fake-provider-port {fake_port} --var-dir {tmp_path / 'var'}"
+    dev_args = f"--port {port} --fake-provider-port {fake_port} --var-dir {dev_var_dir}"
     with open(log_path, "wb") as log:
         # A session of its own, so the SIGINT below reaches make and the supervisor as a terminal's Ctrl-C would.
         proc = subprocess.Popen(
@@ -107,3 +116,34 @@ def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, m
             proc.wait()
     if not login_checked:
         pytest.skip("seed_demo does not exist yet: came up and stopped cleanly, but the alice login was not checked")
+
+
+@pytest.mark.slow
+def test_dev_stops_everything_and_fails_when_a_process_dies(dev_var_dir, marked):
+    # The web port is taken, so uvicorn exits right after starting: the supervisor must notice, stop what it
+    # had started (embedded servers, worker, beat, fake provider) and exit non-zero, without a Ctrl-C.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "scripts.services", "dev", "--port", str(port),
+             "--fake-provider-port", str(free_port()), "--var-dir", str(dev_var_dir)],
+            cwd=BASE_DIR, env=marked.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        try:
+            output, _ = proc.communicate(timeout=UP_TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    assert proc.returncode == 1, output[-3000:]
+    assert "web exited with code" in output
+    assert "all processes stopped" in output
+    # Checked by marker here (the tree is gone once the supervisor exits); Postgres' postmaster keeps its
+    # environment readable, and it is the one that would outlive a careless supervisor.
+    assert marked.left() == []
+    assert "database system is shut down" in output
+    assert "Redis is now ready to exit" in output  # redis-server rewrites its environ: no marker to find
