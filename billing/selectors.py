@@ -130,14 +130,17 @@ OVERVIEW_SORTS = {
 
 
 def invoice_overview_all_tenants(*, month: date, sort: str = "billed", descending: bool = True) -> QuerySet:
-    """Every tenant's invoice (draft or final) for the month, with its figures: the finance overview.
+    """Every tenant's invoice (draft or final) for the month, as plain rows: the finance overview.
 
     Reads the invoice rows the rollup keeps current, not the ledger, so it stays fast at any ledger size.
     """
     order = OVERVIEW_SORTS.get(sort, "usage_billed")
-    return (Invoice.objects.filter(month=month).select_related("tenant")
+    return (Invoice.objects.filter(month=month)
             .annotate(margin_value=F("usage_billed") - F("usage_cost"))
-            .order_by(f"-{order}" if descending else order, "tenant__name"))
+            .order_by(f"-{order}" if descending else order, "tenant__name")
+            .values("id", "tenant_id", "tenant__slug", "tenant__name", "plan_name", "status", "number",
+                    "request_count", "total_tokens", "usage_cost", "usage_billed", "margin_value", "usage_amount",
+                    "fee", "credit", "total"))
 
 
 def invoice_month_totals_all_tenants(*, month: date) -> dict:

@@ -142,6 +142,13 @@ def test_finance_sees_all_tenants_sorted(client, usage, finance_user, django_ass
     assert client.get("/finance/?sort=margin").status_code == 200
 
 
+def test_finance_overview_escapes_tenant_names(client, db, plans, finance_user):
+    TenantFactory(slug="xss", name="<script>alert(1)</script>", plan=plans["pro"])
+    invoice_rollup(month=month_start())
+    body = login(client, finance_user).get("/finance/").content.decode()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>alert(1)" not in body
+
+
 def test_finance_tenant_drilldown_has_models_and_an_svg_chart(client, usage, finance_user, acme):
     body = login(client, finance_user).get(f"/finance/tenants/{acme.pk}/").content.decode()
     assert 'data-model="claude-opus-4-6"' in body and 'data-model="kimi-k2.5"' in body
