@@ -92,20 +92,25 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
                 raise adapter.classify_error(response.status_code, response.headers, await response.aread())
             state = adapter.new_stream_state()
             decoder = SSEDecoder()
+            finish = None
             async for line in response.aiter_lines():
+                if finish is not None:
+                    # Read the (normally empty) rest of the body, so the connection goes back to the pool
+                    # instead of being closed and re-opened for the next request.
+                    continue
                 item = decoder.feed(line)
                 if item is None:
                     continue
                 for event in adapter.parse_stream_event(state, item[0], item[1]):
-                    yield event
                     if isinstance(event, Finish):
-                        return
-            item = decoder.flush()
-            if item is not None:
-                for event in adapter.parse_stream_event(state, item[0], item[1]):
+                        finish = event
+                        break
                     yield event
-                    if isinstance(event, Finish):
-                        return
+            if finish is None and (item := decoder.flush()) is not None:
+                finish = next((e for e in adapter.parse_stream_event(state, *item) if isinstance(e, Finish)), None)
+            if finish is not None:
+                yield finish
+                return
             raise ProviderError(KIND_CONNECTION, "The provider closed the stream before the answer was complete.")
     except httpx.TimeoutException as exc:
         raise ProviderError(KIND_TIMEOUT, f"The provider did not answer in time ({type(exc).__name__}).") from None
