@@ -53,7 +53,7 @@ class Stopped(Exception):
 class Child:
     """One started process, in its own process group, whose output is printed line by line with a prefix."""
 
-    def __init__(self, name, argv, *, env, out, stop_signal=signal.SIGTERM, user=None, capture=True):
+    def __init__(self, name, argv, *, env, out, stop_signal=signal.SIGTERM, user=None):
         self.name = name
         self.stop_signal = stop_signal
         self.proc = subprocess.Popen(
@@ -61,16 +61,14 @@ class Child:
             cwd=BASE_DIR,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE if capture else None,
-            stderr=subprocess.STDOUT if capture else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
             user=user,
         )
         self.pgid = self.proc.pid  # start_new_session makes the child the leader of its own group
-        self.reader = None
-        if capture:
-            self.reader = threading.Thread(target=out.pump, args=(name, self.proc.stdout), daemon=True)
-            self.reader.start()
+        self.reader = threading.Thread(target=out.pump, args=(name, self.proc.stdout), daemon=True)
+        self.reader.start()
 
     def poll(self):
         return self.proc.poll()
@@ -82,15 +80,8 @@ class Child:
             pass
 
     def group_alive(self) -> bool:
-        """True while any process of the group exists (the leader may be gone, its children not)."""
-        try:
-            os.killpg(self.pgid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        # A zombie leader still counts as a group member until reaped.
-        self.proc.poll()
+        """True while any process of the group exists: the leader may be gone and its children not."""
+        self.proc.poll()  # reap an exited leader, which would otherwise still count as a (zombie) member
         try:
             os.killpg(self.pgid, 0)
             return True
@@ -225,8 +216,7 @@ class Supervisor:
             time.sleep(0.1)
         for child in children:
             child.proc.wait()
-            if child.reader:
-                child.reader.join(timeout=2)
+            child.reader.join(timeout=2)
 
 
 def free_port() -> int:
