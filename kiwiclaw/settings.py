@@ -210,14 +210,18 @@ PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 # routing/proxy/auth.py).
 PROXY_KEY_CACHE_TTL = env.float("PROXY_KEY_CACHE_TTL", default=10.0)
 
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx logs every upstream request at INFO: that is a line per proxied call on the hot path.
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
 }
 
 # --- Tenancy ---
@@ -250,6 +254,7 @@ ROUTING_DEFAULT_MAX_TOKENS = env.int("ROUTING_DEFAULT_MAX_TOKENS", default=4096)
 ROUTING_MAX_TOKENS_LIMIT = env.int("ROUTING_MAX_TOKENS_LIMIT", default=64000)
 # How long a process keeps its in-memory copy of the model catalog (admin edits show up within this time).
 ROUTING_CATALOG_TTL_SECONDS = env.float("ROUTING_CATALOG_TTL_SECONDS", default=10.0)
+# --- end Routing core ---
 
 # --- Chat (conversations/) ----------------------------------------------------------------------------------
 CHAT_SYSTEM_PROMPT = env.str("CHAT_SYSTEM_PROMPT", default="")
@@ -271,4 +276,3 @@ CHAT_SSE_DB_RECHECK = env.float("CHAT_SSE_DB_RECHECK", default=10.0)
 # Redis connections of one process's turn loop (or SSE server) for streams.
 CHAT_REDIS_MAX_CONNECTIONS = env.int("CHAT_REDIS_MAX_CONNECTIONS", default=256)
 # --- end Chat ---
-# --- end Routing core ---
