@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -60,7 +60,8 @@ def cache_ttl() -> float:
 
 def _load(key_hash: str) -> KeyIdentity | None:
     # Outside Django's request cycle (the raw ASGI entry) nobody else returns a broken connection to the pool.
-    close_old_connections()
+    if not connection.in_atomic_block:
+        close_old_connections()
     membership = (
         Membership.objects.select_related("user", "tenant__plan")
         .filter(user__api_keys__key_hash=key_hash, user__api_keys__revoked_at__isnull=True,

@@ -23,7 +23,7 @@ from decimal import Decimal
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 from billing.budget import BudgetExceeded, abudget_release, abudget_reserve
 from routing.catalog import catalog_cached, catalog_get
@@ -136,7 +136,8 @@ def _record_usage(*, identity: KeyIdentity, request_id: str, result) -> Decimal:
     from billing.services import usage_record
 
     # Outside Django's request cycle (the raw ASGI entry) nobody else returns a broken connection to the pool.
-    close_old_connections()
+    if not connection.in_atomic_block:
+        close_old_connections()
     prices = result.prices
     row = usage_record(
         tenant=identity.tenant, source="api", key=f"api:{request_id}", user_id=identity.user_id,
