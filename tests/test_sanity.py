@@ -18,3 +18,10 @@ def test_audit_log_refuses_update_and_delete(alice):
     with pytest.raises(DatabaseError), transaction.atomic():
         AuditEvent.objects.filter(pk=event.pk).delete()
     assert AuditEvent.objects.get(pk=event.pk).action == "test.event"
+
+
+def test_tenants_models_and_migrations_agree():
+    from django.core.management import call_command
+
+    # Exits non-zero (SystemExit) when a model change has no migration.
+    call_command("makemigrations", "tenants", "--check", "--dry-run", verbosity=0)
