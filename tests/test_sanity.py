@@ -20,6 +20,7 @@ def test_audit_log_refuses_update_and_delete(alice):
     assert AuditEvent.objects.get(pk=event.pk).action == "test.event"
 
 
+@pytest.mark.django_db
 def test_tenants_models_and_migrations_agree():
     from django.core.management import call_command
 
