@@ -42,6 +42,7 @@ class MessageSerializer(serializers.ModelSerializer):
                                     help_text="Provider cost in USD.")
     billed = serializers.DecimalField(max_digits=20, decimal_places=10, read_only=True,
                                       help_text="Billed amount in USD.")
+    tier = serializers.CharField(read_only=True, help_text="auto or max; empty on the user's own messages.")
 
     class Meta:
         model = Message

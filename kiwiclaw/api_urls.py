@@ -3,7 +3,9 @@
 The schema also describes the /v1 proxy endpoints (added by routing.proxy.openapi.add_proxy_paths).
 """
 
-from django.urls import path
+from django.http import JsonResponse
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
@@ -11,6 +13,13 @@ from billing import rest as billing_rest
 from conversations import rest as conversations_rest
 
 app_name = "api"
+
+
+@csrf_exempt  # answers every method; there is nothing to protect
+def not_found(request, rest=""):
+    """Unknown /api/ paths answer in the API's JSON error format, not with Django's HTML 404 page."""
+    return JsonResponse({"detail": "Not found."}, status=404)
+
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(permission_classes=[AllowAny], authentication_classes=[]),
@@ -26,4 +35,5 @@ urlpatterns = [
     path("usage/", billing_rest.UsageSummaryView.as_view(), name="usage"),
     path("invoices/", billing_rest.InvoiceListView.as_view(), name="invoices"),
     path("invoices/<int:invoice_id>/", billing_rest.InvoiceDetailView.as_view(), name="invoice"),
+    re_path(r"^(?P<rest>.*)$", not_found),
 ]

@@ -3,13 +3,13 @@
 import pytest
 from rest_framework.test import APIClient
 
-from billing.services import invoice_rollup
 from billing.months import month_start
+from billing.services import invoice_rollup
 from conversations import services as chat
 from tenants.services import api_key_revoke, tenant_set_status
 from tests.billing.conftest import record_usage
-from tests.chat.conftest import celery_worker, chat_redis, chat_settings, wait_finished  # noqa: F401
-from tests.factories import MembershipFactory, UserFactory, make_api_key
+from tests.chat.conftest import celery_worker, chat_redis, chat_settings, wait_finished  # noqa: F401, F811
+from tests.factories import MembershipFactory, make_api_key
 
 
 @pytest.fixture(autouse=True)
@@ -146,7 +146,7 @@ def test_suspended_tenant_key_is_403(keys, acme, alice):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_send_a_message_through_celery_and_read_the_answer(live_db, fake_provider, celery_worker, alice, acme):
+def test_send_a_message_through_celery_and_read_the_answer(live_db, fake_provider, celery_worker, alice, acme):  # noqa: F811
     secret = make_api_key(tenant=acme, user=alice)[1]
     client = _client(secret)
     conversation = client.post("/api/conversations/", {"title": "Queued"}, format="json").json()
