@@ -54,6 +54,18 @@ def credit_applied(*, usage_amount: Decimal, included_credit: Decimal) -> Decima
     return max(ZERO, min(included_credit, usage_amount))
 
 
+# The same two rules as SQL, for the set-based invoice rollup. Postgres round(numeric, 2) rounds half away from
+# zero, which is half-up for the ledger's amounts (never negative). tests/billing/test_money.py checks that
+# each SQL twin agrees with its Python rule.
+
+def round_cents_sql(expression: str) -> str:
+    return f"round({expression}, 2)"
+
+
+def credit_applied_sql(*, usage_amount: str, included_credit: str) -> str:
+    return f"GREATEST(0, LEAST({included_credit}, {usage_amount}))"
+
+
 def to_units(amount: Decimal) -> int:
     """Dollars → integer ledger units for the Redis budget counters."""
     return int(to_ledger(amount) * UNITS_PER_DOLLAR)

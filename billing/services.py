@@ -3,26 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from tenants.models import AuditEvent, Plan, Tenant
 
 from . import money
 from .budget import budget_settle
-from .models import Invoice, InvoiceCounter, InvoiceLine, UsageRecord
+from .models import Invoice, InvoiceCounter, UsageRecord
 from .months import month_bounds, month_start, next_month
 
 logger = logging.getLogger(__name__)
 
-TOKEN_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 PRICE_FIELDS = ("price_input", "price_output", "price_cache_write", "price_cache_read")
 # Postgres integer columns; a single request never comes near.
 MAX_TOKENS = 2**31 - 1
@@ -171,81 +168,109 @@ def _plans_at_month_end(*, month: date, tenants: list[dict]) -> dict[int, Plan]:
     return result
 
 
-def _usage_aggregate(*, month: date, tenant: Tenant | None):
-    """One set-based query: the month's ledger summed per tenant and model endpoint."""
-    start, end = month_bounds(month)
-    rows = UsageRecord.objects.filter(recorded_at__gte=start, recorded_at__lt=end)
-    if tenant is not None:
-        rows = rows.filter(tenant=tenant)
-    return (
-        rows.values("tenant_id", "endpoint_slug", "provider")
-        .annotate(
-            request_count=Count("id"),
-            estimated_count=Count("id", filter=Q(output_estimated=True)),
-            **{name: Sum(name) for name in TOKEN_FIELDS},
-            cost=Sum("cost"),
-            billed=Sum("billed"),
-        )
-        .order_by()
-    )
+# The rollup of a month is two statements. First the month's ledger is aggregated per tenant and endpoint into
+# a temporary table: a plain SELECT, so Postgres may scan the ledger with parallel workers (it never does for
+# a statement that also writes). Then one statement sums it per tenant (`per_tenant`), upserts the draft
+# invoices (`inv`; a final invoice is never touched: DO UPDATE has WHERE status = 'draft') and their lines.
+# Lines are rounded to cents here, by the rule in billing.money; invoice figures are sums of the rounded lines.
+_ROLLUP_AGG_SQL = """
+CREATE TEMPORARY TABLE billing_rollup_agg ON COMMIT DROP AS
+SELECT tenant_id, endpoint_slug, provider,
+       count(*) AS request_count,
+       count(*) FILTER (WHERE output_estimated) AS estimated_count,
+       sum(input_tokens)::bigint AS input_tokens, sum(output_tokens)::bigint AS output_tokens,
+       sum(cache_read_tokens)::bigint AS cache_read_tokens, sum(cache_write_tokens)::bigint AS cache_write_tokens,
+       sum(cost) AS cost, sum(billed) AS billed, {line_amount} AS amount
+FROM billing_usagerecord
+WHERE recorded_at >= %(start)s AND recorded_at < %(end)s {tenant_filter}
+GROUP BY tenant_id, endpoint_slug, provider
+"""
+
+_ROLLUP_SQL = """
+WITH agg AS (SELECT * FROM billing_rollup_agg),
+plan_of AS (
+    SELECT * FROM unnest(%(tenant_ids)s::bigint[], %(plan_ids)s::bigint[], %(existed)s::boolean[])
+        AS p(tenant_id, plan_id, existed)
+),
+per_tenant AS (
+    SELECT p.tenant_id, p.plan_id, p.existed, count(a.tenant_id) AS line_count,
+           coalesce(sum(a.request_count), 0) AS request_count,
+           coalesce(sum(a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens), 0)
+               AS total_tokens,
+           coalesce(sum(a.cost), 0) AS usage_cost, coalesce(sum(a.billed), 0) AS usage_billed,
+           coalesce(sum(a.amount), 0) AS usage_amount
+    FROM plan_of p LEFT JOIN agg a ON a.tenant_id = p.tenant_id
+    GROUP BY p.tenant_id, p.plan_id, p.existed
+),
+inv AS (
+    INSERT INTO billing_invoice (
+        tenant_id, month, status, plan_id, plan_name, markup_percent, included_credit, request_count,
+        total_tokens, usage_cost, usage_billed, usage_amount, fee, credit, total, rolled_up_at)
+    SELECT t.tenant_id, %(month)s, 'draft', pl.id, pl.name, pl.markup_percent, pl.included_credit,
+           t.request_count, t.total_tokens, t.usage_cost, t.usage_billed, t.usage_amount, pl.monthly_fee,
+           {credit}, t.usage_amount - {credit} + pl.monthly_fee, %(now)s
+    FROM per_tenant t JOIN tenants_plan pl ON pl.id = t.plan_id
+    -- Something to bill (usage, or a fee for a tenant that existed that month), or a draft that already exists.
+    WHERE t.line_count > 0 OR (t.existed AND pl.monthly_fee > 0)
+       OR EXISTS (SELECT 1 FROM billing_invoice d WHERE d.tenant_id = t.tenant_id AND d.month = %(month)s)
+    ON CONFLICT (tenant_id, month) DO UPDATE SET
+        plan_id = EXCLUDED.plan_id, plan_name = EXCLUDED.plan_name, markup_percent = EXCLUDED.markup_percent,
+        included_credit = EXCLUDED.included_credit, request_count = EXCLUDED.request_count,
+        total_tokens = EXCLUDED.total_tokens, usage_cost = EXCLUDED.usage_cost,
+        usage_billed = EXCLUDED.usage_billed, usage_amount = EXCLUDED.usage_amount, fee = EXCLUDED.fee,
+        credit = EXCLUDED.credit, total = EXCLUDED.total, rolled_up_at = EXCLUDED.rolled_up_at
+    WHERE billing_invoice.status = 'draft'
+    RETURNING id, tenant_id
+),
+lines AS (
+    -- The ledger is append-only, so a draft's set of lines only ever grows: upserting is enough.
+    INSERT INTO billing_invoiceline (
+        invoice_id, endpoint_slug, provider, request_count, estimated_count, input_tokens, output_tokens,
+        cache_read_tokens, cache_write_tokens, cost, billed, amount)
+    SELECT inv.id, a.endpoint_slug, a.provider, a.request_count, a.estimated_count, a.input_tokens,
+           a.output_tokens, a.cache_read_tokens, a.cache_write_tokens, a.cost, a.billed, a.amount
+    FROM agg a JOIN inv ON inv.tenant_id = a.tenant_id
+    ON CONFLICT (invoice_id, endpoint_slug, provider) DO UPDATE SET
+        request_count = EXCLUDED.request_count, estimated_count = EXCLUDED.estimated_count,
+        input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
+        cache_read_tokens = EXCLUDED.cache_read_tokens, cache_write_tokens = EXCLUDED.cache_write_tokens,
+        cost = EXCLUDED.cost, billed = EXCLUDED.billed, amount = EXCLUDED.amount
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM inv), (SELECT count(*) FROM lines)
+"""
 
 
 def _rollup_locked(*, month: date, tenant: Tenant | None = None) -> int:
-    """Recompute the month's draft invoices from the ledger. Call inside a transaction holding the month lock."""
-    now = timezone.now()
-    _, end = month_bounds(month)
-    final_tenants = set(
-        Invoice.objects.filter(month=month, status=Invoice.STATUS_FINAL).values_list("tenant_id", flat=True))
-    lines_by_tenant: dict[int, list[InvoiceLine]] = defaultdict(list)
-    for row in _usage_aggregate(month=month, tenant=tenant):
-        tenant_id = row.pop("tenant_id")
-        if tenant_id in final_tenants:
-            continue
-        lines_by_tenant[tenant_id].append(InvoiceLine(amount=money.round_cents(row["billed"]), **row))
-
-    # Tenants that existed during the month owe its fee; any tenant with usage in it gets an invoice.
-    tenants = Tenant.objects.filter(Q(created_at__lt=end) | Q(pk__in=list(lines_by_tenant)))
+    """Recompute the month's draft invoices from the ledger in one statement. Returns how many drafts were
+    written. Call inside a transaction holding the month lock."""
+    start, end = month_bounds(month)
+    final = Invoice.objects.filter(month=month, status=Invoice.STATUS_FINAL).values("tenant_id")
+    tenants = Tenant.objects.exclude(pk__in=final)
     if tenant is not None:
         tenants = tenants.filter(pk=tenant.pk)
-    tenant_rows = list(tenants.exclude(pk__in=final_tenants).values("id", "plan_id"))
+    tenant_rows = list(tenants.values("id", "plan_id", "created_at"))
     plans = _plans_at_month_end(month=month, tenants=tenant_rows)
-    existing_drafts = set(Invoice.objects.filter(month=month, status=Invoice.STATUS_DRAFT)
-                          .values_list("tenant_id", flat=True))
-
-    invoices = []
-    for t in tenant_rows:
-        plan, lines = plans[t["id"]], lines_by_tenant.get(t["id"], [])
-        # An invoice exists where there is something to bill (usage or a fee), or already did.
-        if not lines and not plan.monthly_fee and t["id"] not in existing_drafts:
-            continue
-        usage_amount = sum((line.amount for line in lines), money.ZERO)
-        credit = money.credit_applied(usage_amount=usage_amount, included_credit=plan.included_credit)
-        invoices.append(Invoice(
-            tenant_id=t["id"], month=month, status=Invoice.STATUS_DRAFT, plan=plan, plan_name=plan.name,
-            markup_percent=plan.markup_percent, included_credit=plan.included_credit,
-            request_count=sum(line.request_count for line in lines),
-            total_tokens=sum(line.total_tokens for line in lines),
-            usage_cost=sum((line.cost for line in lines), money.ZERO),
-            usage_billed=sum((line.billed for line in lines), money.ZERO),
-            usage_amount=usage_amount, fee=plan.monthly_fee, credit=credit,
-            total=usage_amount - credit + plan.monthly_fee, rolled_up_at=now,
-        ))
-    Invoice.objects.bulk_create(
-        invoices, batch_size=1000, update_conflicts=True, unique_fields=["tenant", "month"],
-        update_fields=["plan", "plan_name", "markup_percent", "included_credit", "request_count", "total_tokens",
-                       "usage_cost", "usage_billed", "usage_amount", "fee", "credit", "total", "rolled_up_at"],
-    )
-    all_lines = []
-    for invoice in invoices:
-        for line in lines_by_tenant.get(invoice.tenant_id, []):
-            line.invoice_id = invoice.pk
-            all_lines.append(line)
-    # The ledger is append-only, so a draft's set of lines only ever grows: upserting is enough.
-    InvoiceLine.objects.bulk_create(
-        all_lines, batch_size=2000, update_conflicts=True, unique_fields=["invoice", "endpoint_slug", "provider"],
-        update_fields=["request_count", "estimated_count", *TOKEN_FIELDS, "cost", "billed", "amount"],
-    )
-    return len(invoices)
+    params = {
+        "start": start, "end": end, "month": month, "now": timezone.now(),
+        "tenant_id": tenant.pk if tenant is not None else None,
+        "tenant_ids": [t["id"] for t in tenant_rows],
+        "plan_ids": [plans[t["id"]].pk for t in tenant_rows],
+        "existed": [t["created_at"] < end for t in tenant_rows],
+    }
+    with connection.cursor() as cursor:
+        # Dropped at commit, and here too, so a second rollup in the same transaction starts clean.
+        cursor.execute("DROP TABLE IF EXISTS billing_rollup_agg")
+        cursor.execute(_ROLLUP_AGG_SQL.format(
+            line_amount=money.round_cents_sql("sum(billed)"),
+            tenant_filter="AND tenant_id = %(tenant_id)s" if tenant is not None else "",
+        ), params)
+        cursor.execute(_ROLLUP_SQL.format(
+            credit=money.credit_applied_sql(usage_amount="t.usage_amount", included_credit="pl.included_credit"),
+        ), params)
+        invoices, _lines = cursor.fetchone()
+        cursor.execute("DROP TABLE billing_rollup_agg")
+    return invoices
 
 
 def invoice_rollup(*, month: date, tenant: Tenant | None = None) -> int:

@@ -31,8 +31,9 @@ def _lines(invoice):
 def _snapshot(month):
     return sorted(
         (i.tenant_id, i.status, i.number, i.usage_cost, i.usage_billed, i.usage_amount, i.fee, i.credit, i.total,
-         tuple(sorted((l.endpoint_slug, l.request_count, l.input_tokens, l.output_tokens, l.cache_read_tokens,
-                       l.cache_write_tokens, l.estimated_count, l.cost, l.billed, l.amount) for l in i.lines.all())))
+         tuple(sorted((ln.endpoint_slug, ln.request_count, ln.input_tokens, ln.output_tokens, ln.cache_read_tokens,
+                       ln.cache_write_tokens, ln.estimated_count, ln.cost, ln.billed, ln.amount)
+                      for ln in i.lines.all())))
         for i in Invoice.objects.filter(month=month).prefetch_related("lines"))
 
 
