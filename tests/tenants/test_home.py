@@ -91,3 +91,16 @@ def test_a_member_of_a_suspended_tenant_can_switch_to_another(alice, acme, globe
     client.post("/tenants/switch/", {"tenant_id": acme.pk})
     client.post("/tenants/switch/", {"tenant_id": globex.pk})
     assert client.get("/").status_code == 200
+
+
+def test_tenant_middleware_works_under_asgi(alice, acme, platform_admin):
+    from asgiref.sync import async_to_sync
+    from django.test import AsyncClient
+
+    client = AsyncClient()
+    client.force_login(alice)
+    page = async_to_sync(client.get)("/")
+    assert page.status_code == 200 and "Acme Corp" in page.content.decode()
+    tenant_set_status(tenant=acme, status=Tenant.STATUS_SUSPENDED, actor=platform_admin)
+    suspended = async_to_sync(client.get)("/")
+    assert suspended.status_code == 403 and "Acme Corp is suspended" in suspended.content.decode()
