@@ -1,6 +1,7 @@
 """Smoke test of the embedded default: with DATABASE_URL / REDIS_URL unset, `make dev` comes up, serves
 /healthz, lets alice log in, and a Ctrl-C (SIGINT to its process group, as a terminal sends it) stops every
-process it started. .ci/run runs this first, on its own (`-m smoke`).
+process it started; and when one of its processes dies, it stops the rest and fails. Both tests are marked
+`smoke`: .ci/run runs them first, on their own (`-m smoke`), and then the rest of the suite.
 
 It uses its own var dir and free ports, so it runs beside a `make dev` or `make test` of the same checkout.
 """
