@@ -12,6 +12,14 @@ from django.conf import settings
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    # Production settings redirect HTTP to HTTPS; the test client speaks plain HTTP.
+    settings.SECURE_SSL_REDIRECT = False
+    # The real hasher costs about a second per password on this machine; its cost is not what is tested.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
