@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 register = template.Library()
 
 BANNER_WARN_SHARE = Decimal("0.8")
+_QUANTUM = {2: Decimal("0.01"), 4: Decimal("0.0001")}
 
 
 @register.filter
@@ -22,9 +23,10 @@ def usd(value, places=2):
     """$1,234.56 for display. Invoice amounts are already cents; provider costs show more places when asked."""
     if value is None or value == "":
         return ""
-    value = Decimal(value).quantize(Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,}"
+    if not isinstance(value, Decimal):
+        value = Decimal(value)
+    value = value.quantize(_QUANTUM.get(places) or Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
+    return f"-${-value:,}" if value < 0 else f"${value:,}"
 
 
 @register.filter
