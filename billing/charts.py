@@ -50,5 +50,7 @@ def daily_chart(*, month: date, days: list[dict]) -> dict:
         "width": WIDTH, "height": HEIGHT, "left": LEFT, "right": WIDTH - RIGHT, "top": TOP,
         "bottom": TOP + plot_h, "label_y": HEIGHT - 8, "bars": bars, "line": " ".join(points),
         "max_billed": Decimal(str(max_billed)), "max_tokens": int(max_tokens),
+        # Whole-cent labels read best; tiny months need more places to say anything.
+        "max_billed_label": f"${Decimal(str(max_billed)):,.{2 if max_billed >= 0.1 else 6}f}",
         "mid_y": TOP + plot_h / 2, "mid_billed": Decimal(str(max_billed / 2)), "mid_tokens": int(max_tokens / 2),
     }
