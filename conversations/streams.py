@@ -112,7 +112,13 @@ def async_redis() -> aredis.Redis:
 
 
 class StreamPublisher:
-    """Publishes one turn's deltas. `stopped` turns true once the stop flag refused a delta."""
+    """Publishes one turn's deltas from a background task, so reading the provider never waits on Redis.
+
+    Deltas that arrive while a write is in flight are joined into the next entry: one entry per delta when the
+    system is idle, fewer and larger entries under load (a Redis round trip per token would otherwise be most of
+    a busy worker's CPU). `stopped` turns true once the stop flag refused a write; what was pending then is
+    dropped, so no text reaches the stream after the stop was set.
+    """
 
     _script = None
 
@@ -122,34 +128,56 @@ class StreamPublisher:
         self.published = 0
         self.refused = 0
         self._parts: list[str] = []
+        self._pending: list[str] = []
+        self._wakeup = asyncio.Event()
+        self._closing = False
         self.client = async_redis()
         if StreamPublisher._script is None:
             StreamPublisher._script = self.client.register_script(_PUBLISH_LUA)
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def publish(self, text: str) -> bool:
+    def publish(self, text: str) -> None:
         if self.stopped:
             self.refused += 1
-            return False
-        ok = await StreamPublisher._script(
-            keys=[stream_key(self.message_id), cancel_key(self.message_id)],
-            args=[text, _chat_setting("CHAT_STREAM_MAX_AGE")],
-            client=self.client,
-        )
-        if not ok:
-            self.stopped = True
-            self.refused += 1
-            return False
-        self.published += 1
-        self._parts.append(text)
-        return True
+            return
+        self._pending.append(text)
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending and not self.stopped:
+                batch, count = "".join(self._pending), len(self._pending)
+                self._pending.clear()
+                ok = await StreamPublisher._script(
+                    keys=[stream_key(self.message_id), cancel_key(self.message_id)],
+                    args=[batch, _chat_setting("CHAT_STREAM_MAX_AGE")],
+                    client=self.client,
+                )
+                if ok:
+                    self.published += count
+                    self._parts.append(batch)
+                else:
+                    self.stopped = True
+                    self.refused += count + len(self._pending)
+                    self._pending.clear()
+            if self._closing:
+                return
+
+    async def close(self) -> None:
+        """Flush what is pending and stop the background task."""
+        self._closing = True
+        self._wakeup.set()
+        await self._task
 
     @property
     def text(self) -> str:
         return "".join(self._parts)
 
     async def stop_requested(self, poll: bool = False) -> bool:
-        """The routing core's `should_stop`, checked between deltas. Free by default: the publish script already
-        checks the flag at every delta. The heartbeat polls Redis too, for stops during a long pause."""
+        """The routing core's `should_stop`, checked between deltas. Free by default: every write checks the
+        flag. The heartbeat polls Redis too, for stops during a long pause."""
         if poll and not self.stopped and await self.client.exists(cancel_key(self.message_id)):
             self.stopped = True
         return self.stopped

@@ -86,8 +86,9 @@ async def _stream(*, message: Message, run_id: uuid.UUID, request):
         ):
             if isinstance(event, TextDelta):
                 if event.text:
-                    await publisher.publish(event.text)
+                    publisher.publish(event.text)
             elif isinstance(event, Done):
+                await publisher.close()
                 return _as_published(event, publisher)
         return ("The answer ended without a result. Please retry.", [])
     except AllEndpointsFailed as exc:
@@ -99,6 +100,8 @@ async def _stream(*, message: Message, run_id: uuid.UUID, request):
         return ("Something went wrong while answering. Please retry.", None)
     finally:
         heartbeat.cancel()
+        if not publisher._task.done():
+            await publisher.close()
 
 
 def _as_published(done: Done, publisher: streams.StreamPublisher) -> Done:

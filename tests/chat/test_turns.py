@@ -49,7 +49,7 @@ def test_turn_streams_in_order_and_ends_with_model_tokens_cost(fake_provider, ce
     assert answer.status == "done", answer.error
     assert answer.content == text
     assert "".join(stream_deltas(chat_redis, answer.pk)) == text  # every delta, in order
-    assert len(stream_deltas(chat_redis, answer.pk)) == len(text.split())
+    assert len(stream_deltas(chat_redis, answer.pk)) >= 2  # streamed, not written at the end
     assert (answer.tier, answer.endpoint, answer.upstream_model) == (tier, model, model)
     assert answer.output_tokens == len(text.split())
     assert answer.input_tokens == len("What is a kiwi?".split()) + 1  # the fake counts words + 1 per message
