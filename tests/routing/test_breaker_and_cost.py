@@ -59,7 +59,9 @@ def test_breaker_opens_after_consecutive_failures_and_the_chain_skips_it(routing
 
 
 def test_breaker_is_shared_between_processes_and_half_opens_for_one_trial(routing_env, pro_tenant, settings):
-    settings.ROUTING_BREAKER_COOLDOWN_SECONDS = 1.0
+    # Long enough that starting the other processes on a loaded machine cannot outlast it.
+    settings.ROUTING_BREAKER_COOLDOWN_SECONDS = 3.0
+    settings.ROUTING_BREAKER_TRIAL_SECONDS = 60.0
     # Another process sees the endpoint fail until the breaker opens...
     states = [other_process("fail", OPUS, settings) for _ in range(settings.ROUTING_BREAKER_THRESHOLD)]
     assert states == ["closed", "closed", "open"]
@@ -67,7 +69,8 @@ def test_breaker_is_shared_between_processes_and_half_opens_for_one_trial(routin
     result = complete(tenant=pro_tenant, tier="max", request=ask())
     assert result.endpoint == "claude-sonnet-4-6"
     assert OPUS not in routing_env.models_called()
-    time.sleep(1.1)  # wait out the cool-down (state change, not a timing assertion)
+    # Wait out what is left of the cool-down (a state change, not a timing assertion).
+    time.sleep(run(breaker_states, [OPUS])[OPUS]["retry_in_ms"] / 1000 + 0.05)
     assert other_process("state", OPUS, settings) == "half_open"
     # Exactly one trial: this process claims it, the other process is refused.
     assert run(breaker_acquire, OPUS) is True
