@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: dev test venv lint
+.PHONY: dev test venv browser lint
 
 venv: $(STAMP)
 
@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml scripts/make-venv.sh
 dev: venv
 	$(PY) -m scripts.services dev $(DEV_ARGS)
 
+browser:
+	@bash scripts/install-browser.sh
+
 # PYTEST_ARGS passes options on, e.g. make test PYTEST_ARGS="tests/ops -x".
-test: venv
+test: venv browser
 	$(PY) -m scripts.services run-tests -- $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv
