@@ -156,6 +156,16 @@ def main():
         convs = [services.conversation_create(tenant=tenant, owner=user, title=f"bench warm {i}") for i in range(5)]
         asyncio.run(post_to_first_delta(web_url, convs, session_key))
 
+        # One turn at a time, for scale.
+        solo_direct, solo = [], []
+        for i in range(5):
+            solo_direct += asyncio.run(provider_ttft(fake_url, 1))
+            conv = services.conversation_create(tenant=tenant, owner=user, title=f"bench solo {i}")
+            solo += asyncio.run(post_to_first_delta(web_url, [conv], session_key))
+        print(f"(0) one turn at a time: provider TTFT median {statistics.median(solo_direct) * 1000:.1f} ms, "
+              f"POST -> first delta median {statistics.median(f for f, _ in solo) * 1000:.1f} ms, "
+              f"POST answered median {statistics.median(p for _, p in solo) * 1000:.1f} ms")
+
         n = 50
         direct = [t for t in asyncio.run(provider_ttft(fake_url, n)) if t is not None]
         convs = [services.conversation_create(tenant=tenant, owner=user, title=f"bench {i}") for i in range(n)]
