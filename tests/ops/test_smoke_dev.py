@@ -34,6 +34,25 @@ def dev_var_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("dev") / "var"
 
 
+def _stop_after_failure(proc):
+    """If a test failed with the supervisor still running, stop it the polite way, then kill whatever of its tree
+    is left, so one failure does not leave servers behind for the rest of the suite."""
+    if proc.poll() is not None:
+        return
+    tree = process_tree(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    for pid, _ in still_alive(tree):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def _tail(path, lines=60):
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -112,9 +131,7 @@ def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, d
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{base_url}/healthz", timeout=2)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        _stop_after_failure(proc)
     if not login_checked:
         pytest.skip("seed_demo does not exist yet: came up and stopped cleanly, but the alice login was not checked")
 
@@ -136,9 +153,7 @@ def test_dev_stops_everything_and_fails_when_a_process_dies(dev_var_dir, marked)
         try:
             output, _ = proc.communicate(timeout=UP_TIMEOUT)
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+            _stop_after_failure(proc)
 
     assert proc.returncode == 1, output[-3000:]
     assert "web exited with code" in output
