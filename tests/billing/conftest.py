@@ -67,14 +67,6 @@ def record_usage_at(tenant, recorded_at: datetime, *, endpoint="kimi-k2.5", inpu
     )
 
 
-@pytest.fixture(autouse=True)
-def _test_settings(settings):
-    # Production settings redirect HTTP to HTTPS; the test client speaks plain HTTP.
-    settings.SECURE_SSL_REDIRECT = False
-    # The real hasher costs about a second per password here; what is tested is not its cost.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def plans(db):
     """The default plans. Transactional tests flush the database, data migrations included, so re-create them."""

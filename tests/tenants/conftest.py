@@ -8,14 +8,6 @@ from tenants.management.commands.seed_demo import finance_permission
 from tests.factories import UserFactory
 
 
-@pytest.fixture(autouse=True)
-def _test_settings(settings):
-    # Production settings redirect HTTP to HTTPS; the test client speaks plain HTTP.
-    settings.SECURE_SSL_REDIRECT = False
-    # The real hasher costs about a second per password on this machine; what is tested is not its cost.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def platform_admin(db):
     return UserFactory(email="admin@kiwiclaw.test", is_staff=True, is_superuser=True)
