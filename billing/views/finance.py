@@ -16,11 +16,12 @@ from .. import selectors
 from ..charts import daily_chart
 from ..csv_export import csv_response
 from ..models import Invoice
-from ..templatetags.billing_tags import usd
-from .common import month_context, month_from_request
+from ..templatetags.billing_tags import pct, usd
+from .common import invoice_context, month_choices, month_context, month_from_request
 from .tenant import _lines_csv
 
 FINANCE_PERM = "billing.view_finance"
+INVOICE_LIST_LIMIT = 500
 
 
 def finance_required(view):
@@ -48,35 +49,71 @@ def _overview_rows_html(rows, *, root: str, month_param: str) -> str:
     parts = []
     for r in rows:
         slug, name, plan = escape(r["tenant__slug"]), escape(r["tenant__name"]), escape(r["plan_name"])
-        number = f"KC-{r['number']:06d}" if r["number"] else "draft"
+        number = (f"KC-{r['number']:06d}" if r["number"]
+                  else '<span class="badge badge-warn">draft</span>')
+        margin = r["margin_value"]
+        neg = ' neg' if margin < 0 else ''
         parts.append(
-            f'<tr data-tenant="{slug}"><td><a href="{root}tenants/{r["tenant_id"]}/?month={month_param}">{name}</a>'
-            f'</td><td>{plan}</td><td><a href="{root}invoices/{r["id"]}/">{number}</a></td>'
+            f'<tr data-tenant="{slug}"><td><a href="{root}tenants/{r["tenant_id"]}/?month={month_param}"'
+            f' title="{slug}">{name}</a></td><td>{plan}</td>'
+            f'<td><a href="{root}invoices/{r["id"]}/">{number}</a></td>'
             f'<td class="num">{r["request_count"]:,}</td><td class="num">{r["total_tokens"]:,}</td>'
             f'<td class="num">{usd(r["usage_cost"])}</td><td class="num">{usd(r["usage_billed"])}</td>'
-            f'<td class="num">{usd(r["margin_value"])}</td><td class="num">{usd(r["total"])}</td></tr>'
+            f'<td class="num{neg}">{usd(margin)}</td><td class="num muted{neg}">{pct(margin, r["usage_billed"])}</td>'
+            f'<td class="num">{usd(r["total"])}</td></tr>'
         )
     return mark_safe("\n".join(parts))  # noqa: S308 - every text value above is escaped
+
+
+# (sort key or None when the column does not sort, label, numeric). Text columns sort A→Z first, figures
+# largest first: what a person clicking a header expects to see at the top.
+OVERVIEW_COLUMNS = [
+    ("tenant", "Tenant", False), ("plan", "Plan", False), ("status", "Invoice", False),
+    ("requests", "Requests", True), ("tokens", "Tokens", True), ("cost", "Provider cost", True),
+    ("billed", "Billed", True), ("margin", "Margin", True), (None, "Margin %", True),
+    ("total", "Invoice total", True),
+]
+
+
+_ORDER_WORDS = {(True, "desc"): "largest", (True, "asc"): "smallest", (False, "asc"): "A to Z",
+                (False, "desc"): "Z to A"}
+
+
+def _overview_columns(*, sort: str, descending: bool, month_param: str) -> list[dict]:
+    columns = []
+    for key, label, numeric in OVERVIEW_COLUMNS:
+        active = key == sort
+        if active:
+            next_dir = "asc" if descending else "desc"
+        else:
+            next_dir = "desc" if numeric else "asc"
+        columns.append({
+            "key": key, "label": label, "numeric": numeric, "active": active,
+            "aria_sort": ("descending" if descending else "ascending") if active else "",
+            "href": f"?month={month_param}&sort={key}&dir={next_dir}" if key else "",
+            "title": f"Sort by {label.lower()}, {_ORDER_WORDS[numeric, next_dir]} first" if key else "",
+        })
+    return columns
 
 
 @finance_required
 def overview_all_tenants(request):
     month = month_from_request(request)
     sort, descending = _sort_from_request(request)
-    columns = [("tenant", "Tenant"), ("plan", "Plan"), ("status", "Invoice"), ("requests", "Requests"),
-               ("tokens", "Tokens"), ("cost", "Provider cost"), ("billed", "Billed"), ("margin", "Margin"),
-               ("total", "Invoice total")]
+    month_param = f"{month:%Y-%m}"
     rows = selectors.invoice_overview_all_tenants(month=month, sort=sort, descending=descending)
+    direction = "desc" if descending else "asc"
     context = {
         **month_context(month),
         "nav_section": "finance",
-        "rows_html": _overview_rows_html(rows, root=reverse("finance_overview"), month_param=f"{month:%Y-%m}"),
+        "rows_html": _overview_rows_html(rows, root=reverse("finance_overview"), month_param=month_param),
         "totals": selectors.invoice_month_totals_all_tenants(month=month),
         "rolled_up_at": selectors.last_rollup_all_tenants(month=month),
-        "columns": [{"key": key, "label": label, "active": key == sort,
-                     "numeric": key not in ("tenant", "plan", "status"),
-                     "dir": "asc" if key == sort and descending else "desc"} for key, label in columns],
+        "columns": _overview_columns(sort=sort, descending=descending, month_param=month_param),
         "sort": sort, "descending": descending,
+        # The month picker keeps the chosen sort when the month changes.
+        "extra_params": [("sort", sort), ("dir", direction)],
+        "extra_query": f"&sort={sort}&dir={direction}",
     }
     return render(request, "finance/overview.html", context)
 
@@ -113,7 +150,7 @@ def tenant_detail_all_tenants(request, tenant_id):
         "totals": selectors.usage_totals(tenant=tenant, month=month),
         "by_model": selectors.usage_by_model(tenant=tenant, month=month),
         "by_day": by_day,
-        "chart": daily_chart(month=month, days=by_day),
+        "chart": daily_chart(month=month, days=by_day, show_cost=True),
         "invoices": selectors.invoice_list(tenant=tenant),
     }
     return render(request, "finance/tenant_detail.html", context)
@@ -138,9 +175,10 @@ def invoice_list_all_tenants(request):
     if status not in (None, Invoice.STATUS_DRAFT, Invoice.STATUS_FINAL):
         status = None
     month = month_from_request(request) if request.GET.get("month") else None
-    invoices = selectors.invoice_list_all_tenants(month=month, status=status)[:500]
+    invoices = list(selectors.invoice_list_all_tenants(month=month, status=status)[:INVOICE_LIST_LIMIT])
     return render(request, "finance/invoice_list.html",
-                  {"invoices": invoices, "status": status, "month_filter": month, "nav_section": "finance"})
+                  {"invoices": invoices, "status": status, "month_filter": month, "nav_section": "finance",
+                   "month_choices": month_choices(month), "limit": INVOICE_LIST_LIMIT})
 
 
 def _invoice(invoice_id) -> Invoice:
@@ -152,9 +190,7 @@ def _invoice(invoice_id) -> Invoice:
 
 @finance_required
 def invoice_detail_all_tenants(request, invoice_id):
-    invoice = _invoice(invoice_id)
-    return render(request, "billing/invoice_detail.html",
-                  {"invoice": invoice, "lines": invoice.lines.all(), "nav_section": "finance", "finance": True})
+    return render(request, "billing/invoice_detail.html", invoice_context(_invoice(invoice_id), finance=True))
 
 
 @finance_required

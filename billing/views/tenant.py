@@ -12,7 +12,7 @@ from .. import selectors
 from ..charts import daily_chart
 from ..csv_export import csv_response
 from ..models import Invoice
-from .common import month_context, month_from_request
+from .common import invoice_context, month_context, month_from_request
 
 
 @tenant_required
@@ -54,8 +54,7 @@ def _tenant_invoice(request, invoice_id) -> Invoice:
 @tenant_admin_required
 def invoice_detail(request, invoice_id):
     invoice = _tenant_invoice(request, invoice_id)
-    return render(request, "billing/invoice_detail.html",
-                  {"invoice": invoice, "lines": invoice.lines.all(), "nav_section": "invoices", "finance": False})
+    return render(request, "billing/invoice_detail.html", invoice_context(invoice, finance=False))
 
 
 @tenant_admin_required
