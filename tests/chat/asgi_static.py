@@ -1,8 +1,16 @@
 """The project's ASGI app plus static files, for the browser tests' uvicorn (production serves static files
 from the web server or a CDN in front; the tests have neither)."""
 
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+import django
+from django.conf import settings
 
-from kiwiclaw.asgi import application as project_application
+django.setup()
+# The suite stores passwords with the fast MD5 hasher (tests/conftest.py); this server must verify them.
+settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
+                             "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from kiwiclaw.asgi import application as project_application  # noqa: E402
 
 application = ASGIStaticFilesHandler(project_application)

@@ -28,6 +28,15 @@ def _send(conversation, text="What is a kiwi?"):
     return services.message_send(conversation=conversation, author=conversation.owner, text=text)
 
 
+def _wait_end_marker(client, answer, status):
+    def last():
+        entries = client.xrevrange(stream_key(answer.pk), count=1)
+        return entries and entries[0][1]
+
+    assert wait_for(lambda: (last() or {}).get("t") == "end", what="the end marker") and last() == {
+        "t": "end", "s": status}
+
+
 def _assert_billed_once(message, endpoint):
     rows = list(UsageRecord.objects.filter(key=f"chat:{message.pk}"))
     assert len(rows) == 1
@@ -58,8 +67,7 @@ def test_turn_streams_in_order_and_ends_with_model_tokens_cost(fake_provider, ce
     assert [(a["endpoint"], a["outcome"]) for a in answer.attempts] == [(model, "ok")]
     _assert_billed_once(answer, model)
     # The stream ends with a marker and expires; the heartbeat is gone.
-    last = chat_redis.xrevrange(stream_key(answer.pk), count=1)[0][1]
-    assert last == {"t": "end", "s": "done"}
+    _wait_end_marker(chat_redis, answer, "done")  # written just after the final commit
     assert 0 < chat_redis.ttl(stream_key(answer.pk)) <= 60
     assert not chat_redis.exists(heartbeat_key(answer.pk))
 
@@ -97,7 +105,7 @@ def test_every_endpoint_failing_gives_a_readable_failure_and_no_charge(fake_prov
     assert [a["endpoint"] for a in answer.attempts][:2] == [KIMI, HAIKU]
     assert answer.billed == 0
     assert not UsageRecord.objects.exists()
-    assert chat_redis.xrevrange(stream_key(answer.pk), count=1)[0][1] == {"t": "end", "s": "failed"}
+    _wait_end_marker(chat_redis, answer, "failed")
 
 
 def test_stop_mid_stream_keeps_partial_text_and_bills_it_once(fake_provider, celery_worker, alice_chat, chat_redis):
