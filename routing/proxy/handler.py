@@ -23,7 +23,7 @@ from decimal import Decimal
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from billing.budget import BudgetExceeded, abudget_release, abudget_reserve
 from routing.catalog import catalog_cached, catalog_get
@@ -131,24 +131,30 @@ def _facts(request_id: str, result) -> fmt.RouteFacts:
                           upstream_model=result.upstream_model, fallback_count=result.fallback_count)
 
 
-@sync_to_async
-def _record_usage(*, identity: KeyIdentity, request_id: str, result) -> Decimal:
+def _record_usage_sync(*, identity: KeyIdentity, request_id: str, result) -> Decimal:
     from billing.services import usage_record
 
-    # Outside Django's request cycle (the raw ASGI entry) nobody else returns a broken connection to the pool.
-    if not connection.in_atomic_block:
-        close_old_connections()
     prices = result.prices
-    row = usage_record(
-        tenant=identity.tenant, source="api", key=f"api:{request_id}", user_id=identity.user_id,
-        api_key_id=identity.key_id, endpoint_slug=result.endpoint, provider=result.provider, tier=result.tier,
-        input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens,
-        cache_read_tokens=result.usage.cache_read_tokens, cache_write_tokens=result.usage.cache_write_tokens,
-        output_estimated=result.usage.output_estimated,
-        price_input=prices.input, price_output=prices.output, price_cache_write=prices.cache_write,
-        price_cache_read=prices.cache_read, cost=result.cost,
-    )
+    try:
+        row = usage_record(
+            tenant=identity.tenant, source="api", key=f"api:{request_id}", user_id=identity.user_id,
+            api_key_id=identity.key_id, endpoint_slug=result.endpoint, provider=result.provider, tier=result.tier,
+            input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens,
+            cache_read_tokens=result.usage.cache_read_tokens, cache_write_tokens=result.usage.cache_write_tokens,
+            output_estimated=result.usage.output_estimated,
+            price_input=prices.input, price_output=prices.output, price_cache_write=prices.cache_write,
+            price_cache_read=prices.cache_read, cost=result.cost,
+        )
+    finally:
+        # Runs in a pool thread outside Django's request cycle: hand the connection back to the pool now.
+        if not connection.in_atomic_block:
+            connection.close()
     return row.billed
+
+
+# Not thread-sensitive: concurrent requests write their rows on several threads (each with a pooled connection)
+# instead of queueing behind one thread's commits.
+_record_usage = sync_to_async(_record_usage_sync, thread_sensitive=False)
 
 
 def _total_tokens(usage: Usage) -> int:

@@ -111,6 +111,12 @@ def proxy_server(django_db_setup, django_db_blocker, fake_provider_server):
     server = ProxyServer()
     yield server
     server.stop()
+    # Connections this process's threads left in the pool would keep the test database from being dropped.
+    from django.db import connections
+
+    close = getattr(connections["default"], "close_pool", None)
+    if close is not None:
+        close()
 
 
 @pytest.fixture
