@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -317,9 +316,9 @@ def report(results: dict, settings: dict) -> None:
         for mode in ("json", "stream"):
             for clients in CONCURRENCY:
                 d, k, lt = direct[mode][clients], results["kiwiclaw"][mode][clients], results["litellm"][mode][clients]
-                add = lambda r, p: max(r[p] - d[p], 0.01)  # noqa: E731
-                print(f"  {mode:<6} {clients:>2} clients: p50 {add(k, 'p50') / add(lt, 'p50'):5.2f}  "
-                      f"p99 {add(k, 'p99') / add(lt, 'p99'):5.2f}  throughput {k['rps'] / lt['rps']:5.2f}×")
+                ratio = {p: max(k[p] - d[p], 0.01) / max(lt[p] - d[p], 0.01) for p in ("p50", "p99")}
+                print(f"  {mode:<6} {clients:>2} clients: p50 {ratio['p50']:5.2f}  p99 {ratio['p99']:5.2f}  "
+                      f"throughput {k['rps'] / lt['rps']:5.2f}×")
 
 
 def main() -> None:
