@@ -275,3 +275,81 @@ def test_admin_shows_usage_and_invoices_read_only(client, superuser, acme):
 def test_login_with_demo_password_reaches_usage(client, alice, usage):
     assert client.login(email="alice@acme.test", password=DEMO_PASSWORD)
     assert client.get("/usage/").status_code == 200
+
+
+# --- how the pages read (layout and wording; tests/billing/test_browser_pages.py looks at them in Chromium) ----
+
+def test_a_month_without_usage_says_so_instead_of_drawing_an_empty_chart(client, acme, alice, budget_redis):
+    body = login(client, alice).get("/usage/").content.decode()
+    assert "No usage yet this month." in body
+    assert "<svg" not in body and "By member" not in body
+
+
+def test_month_menu_lists_recent_months_and_keeps_an_older_choice(client, usage, alice):
+    login(client, alice)
+    body = client.get("/usage/").content.decode()
+    assert f'<option value="{month_start():%Y-%m}" selected>{month_start():%B %Y} (this month)</option>' in body
+    assert 'rel="next"' not in body  # no month after the current one
+    body = client.get("/usage/?month=2019-05").content.decode()
+    assert '<option value="2019-05" selected>May 2019</option>' in body
+    assert 'href="?month=2019-04"' in body and 'href="?month=2019-06"' in body
+
+
+def test_tenant_usage_has_totals_and_never_shows_provider_cost(client, usage, alice):
+    body = login(client, alice).get("/usage/").content.decode()
+    assert "<tfoot><tr><td>Total</td><td class=\"num\">3</td>" in body
+    assert "provider cost" not in body.lower()
+
+
+def test_chart_draws_every_day_and_stops_the_token_line_today():
+    from billing.charts import daily_chart
+
+    month = date(2026, 11, 1)
+    days = [{"day": date(2026, 11, 2), "billed": Decimal("1.5"), "tokens": 1_200_000, "requests": 4,
+             "cost": Decimal("1.2"), "margin": Decimal("0.3")}]
+    chart = daily_chart(month=month, days=days, today=date(2026, 11, 10))
+    assert len(chart["bars"]) == 30 and chart["has_data"]
+    assert len(chart["line"].split()) == 10  # days 1–10; the rest of the month has no figures yet
+    assert [b["future"] for b in chart["bars"]].count(True) == 20
+    assert [t["billed"] for t in chart["ticks"]] == ["$0.00", "$1.00", "$2.00"]
+    assert [t["tokens"] for t in chart["ticks"]] == ["0", "1M", "2M"]
+    assert chart["bars"][1]["cost"] is None  # tenants' charts carry no provider cost
+    assert daily_chart(month=month, days=days, show_cost=True)["bars"][1]["cost"] == Decimal("1.2")
+    assert not daily_chart(month=month, days=[])["has_data"]
+
+
+def test_finance_headers_say_how_they_sort(client, usage, finance_user):
+    body = login(client, finance_user).get("/finance/?sort=margin&dir=asc").content.decode()
+    assert 'aria-sort="ascending"><a class="sort" href="?month=' in body
+    assert f"?month={month_start():%Y-%m}&amp;sort=margin&amp;dir=desc" in body  # the active column flips
+    assert f"?month={month_start():%Y-%m}&amp;sort=tenant&amp;dir=asc" in body  # names sort A to Z first
+    assert f"?month={month_start():%Y-%m}&amp;sort=tokens&amp;dir=desc" in body  # figures largest first
+    # Changing the month keeps the chosen order.
+    assert '<input type="hidden" name="sort" value="margin">' in body
+    assert '<input type="hidden" name="dir" value="asc">' in body
+
+
+def test_finance_overview_of_a_month_without_invoices(client, usage, finance_user):
+    body = login(client, finance_user).get("/finance/?month=2024-01").content.decode()
+    assert "No invoices for January 2024." in body and "<tfoot>" not in body
+
+
+def test_invoice_page_reads_like_an_invoice(client, usage, finance_user, alice, acme, globex):
+    invoice = Invoice.objects.get(tenant=acme)
+    body = login(client, alice).get(f"/invoices/{invoice.pk}/").content.decode()
+    assert "Billed to" in body and "Draft invoice" in body and "assigned when finalized" in body
+    assert "class=\"internal" not in body and "Provider cost" not in body
+    login(client, finance_user)
+    body = client.get(f"/finance/invoices/{invoice.pk}/").content.decode()
+    assert '<th scope="col" class="num internal">Provider cost</th>' in body  # on screen, not printed
+    free = Invoice.objects.get(tenant=globex)
+    assert free.credit == 0
+    assert "−$0.00" not in client.get(f"/finance/invoices/{free.pk}/").content.decode()
+
+
+def test_finance_invoice_list_filters_by_month_and_status(client, usage, finance_user):
+    login(client, finance_user)
+    body = client.get(f"/finance/invoices/?month={month_start():%Y-%m}&status=final").content.decode()
+    assert "No invoices for" in body and "with status final" in body
+    assert f'<option value="{month_start():%Y-%m}" selected>' in body
+    assert "Clear filters" in body
