@@ -20,6 +20,54 @@ def _test_settings(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _end_stray_connections(django_db_setup, django_db_blocker):
+    """Live servers, worker threads and pooled connections can still hold the test database when the session
+    ends; end them so it can be dropped cleanly."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+def reseed_default_rows():
+    """Put back what the data migrations create (default plans, the model catalog): a transactional test's
+    flush removes them. Idempotent."""
+    import importlib
+
+    from django.apps import apps as django_apps
+
+    from routing.catalog import catalog_invalidate
+    from tenants.models import Plan
+    from tenants.plans import ensure_default_plans
+
+    ensure_default_plans(Plan)
+    importlib.import_module("routing.migrations.0002_seed_catalog").seed(django_apps, None)
+    catalog_invalidate()
+
+
+def _is_transactional(request) -> bool:
+    marker = request.node.get_closest_marker("django_db")
+    return bool(marker and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+
+
+@pytest.fixture(autouse=True)
+def _default_rows(request):
+    """Transactional tests start with the seeded plans and catalog, like every other test.
+
+    (Serialized rollback is not used for this: after a plain transactional test's flush re-creates content
+    types, restoring the serialized copy collides with them.)"""
+    if _is_transactional(request):
+        request.getfixturevalue("transactional_db")
+        reseed_default_rows()
+
+
 @pytest.fixture
 def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL)

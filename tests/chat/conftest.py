@@ -1,8 +1,8 @@
 """Chat fixtures: conversations, a real Celery worker (in a thread, or a subprocess for SIGKILL), short timings.
 
-Integration tests run with `transactional_db` plus serialized rollback: the worker's threads use their own
-database connections, so the test's data must be committed, and the seeded plans and model catalog must
-survive the flush between tests.
+Integration tests run with `transactional_db`: the worker's threads use their own database connections, so
+the test's data must be committed. The shared conftest re-seeds the default plans and model catalog that each
+transactional test's flush removes.
 """
 
 import os
@@ -17,7 +17,7 @@ from django.conf import settings as django_settings
 from conversations import services
 from conversations.models import Conversation, Message
 
-integration = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+integration = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
