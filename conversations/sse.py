@@ -38,13 +38,19 @@ def _db(fn):
 
 
 @_db
-def _load(tenant, user, conversation_id, message_id) -> Message | None:
+def _load(request, conversation_id, message_id) -> Message | None:
+    """The requested answer, or None. One hop to the sync thread for both the user and the message: the tenant
+    middleware has already resolved `request.user` there (`request.auser()` would load it a second time)."""
+    user, tenant = request.user, getattr(request, "tenant", None)
+    if not user.is_authenticated or tenant is None:
+        return None
     try:
-        return selectors.message_get(
+        message = selectors.message_get(
             tenant=tenant, user=user, message_id=message_id, conversation_id=conversation_id
         )
     except Message.DoesNotExist:
         return None
+    return message if message.role == Message.ROLE_ASSISTANT else None
 
 
 @_db
@@ -76,13 +82,10 @@ def _event(name: str, data: str, event_id: str | None = None) -> str:
 
 
 async def message_stream(request, conversation_id, message_id):
-    user = await request.auser()
-    tenant = getattr(request, "tenant", None)
-    if not user.is_authenticated or tenant is None:
+    message = await _load(request, conversation_id, message_id)
+    if message is None:
         raise Http404("No such message.")
-    message = await _load(tenant, user, conversation_id, message_id)
-    if message is None or message.role != Message.ROLE_ASSISTANT:
-        raise Http404("No such message.")
+    tenant, user = request.tenant, request.user
     last_id = request.headers.get("Last-Event-ID", "")
     cursor = last_id if streams.STREAM_ID_RE.match(last_id) else "0-0"
     response = StreamingHttpResponse(

@@ -237,9 +237,14 @@ MOONSHOT_BASE_URL = env.str("MOONSHOT_BASE_URL", default="https://api.moonshot.a
 # Upstream HTTP: connect timeout, and the longest silence allowed between bytes of an answer.
 ROUTING_CONNECT_TIMEOUT = env.float("ROUTING_CONNECT_TIMEOUT", default=5.0)
 ROUTING_READ_TIMEOUT = env.float("ROUTING_READ_TIMEOUT", default=60.0)
-ROUTING_POOL_MAX_CONNECTIONS = env.int("ROUTING_POOL_MAX_CONNECTIONS", default=200)
-ROUTING_POOL_MAX_KEEPALIVE = env.int("ROUTING_POOL_MAX_KEEPALIVE", default=100)
+# Upstream connections per process: one per streaming answer, so above the turns one worker carries (200+);
+# idle ones are kept (up to MAX_KEEPALIVE, for KEEPALIVE_EXPIRY) so the next turn skips the TCP/TLS handshake.
+ROUTING_POOL_MAX_CONNECTIONS = env.int("ROUTING_POOL_MAX_CONNECTIONS", default=1000)
+ROUTING_POOL_MAX_KEEPALIVE = env.int("ROUTING_POOL_MAX_KEEPALIVE", default=500)
 ROUTING_POOL_KEEPALIVE_EXPIRY = env.float("ROUTING_POOL_KEEPALIVE_EXPIRY", default=30.0)
+# Breaker state in Redis: connections per process (shared by all requests) and the wait/connect/read timeout.
+ROUTING_REDIS_MAX_CONNECTIONS = env.int("ROUTING_REDIS_MAX_CONNECTIONS", default=32)
+ROUTING_REDIS_TIMEOUT = env.float("ROUTING_REDIS_TIMEOUT", default=5.0)
 # Overall deadline for an answer to start (all fallbacks and retries), and the retries on the last endpoint.
 ROUTING_DEADLINE_SECONDS = env.float("ROUTING_DEADLINE_SECONDS", default=90.0)
 ROUTING_RETRY_ATTEMPTS = env.int("ROUTING_RETRY_ATTEMPTS", default=3)
@@ -275,4 +280,7 @@ CHAT_SSE_HEARTBEAT = env.float("CHAT_SSE_HEARTBEAT", default=15.0)
 CHAT_SSE_DB_RECHECK = env.float("CHAT_SSE_DB_RECHECK", default=10.0)
 # Redis connections of one process's turn loop (or SSE server) for streams.
 CHAT_REDIS_MAX_CONNECTIONS = env.int("CHAT_REDIS_MAX_CONNECTIONS", default=256)
+# A turn writes its first delta at once, then at most one stream entry per interval (deltas joined meanwhile):
+# a Redis write per token was most of a busy worker's CPU (conversations/streams.py). 0 = a write per delta.
+CHAT_STREAM_FLUSH_INTERVAL = env.float("CHAT_STREAM_FLUSH_INTERVAL", default=0.05)
 # --- end Chat ---

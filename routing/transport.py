@@ -48,14 +48,24 @@ def http_client() -> httpx.AsyncClient:
 
 
 def redis_client() -> aioredis.Redis:
-    """The async Redis client (breaker state) of the running event loop."""
+    """The async Redis client (breaker state) of the running event loop.
+
+    A bounded, blocking pool: breaker reads are one short command each, so a burst of hundreds of turns shares
+    a few dozen connections (waiting briefly for one) instead of opening one connection per turn at the same
+    moment, which on a busy loop ended in connect timeouts.
+    """
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
         with _lock:
             client = _redis_clients.get(loop)
             if client is None:
-                client = aioredis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+                pool = aioredis.BlockingConnectionPool.from_url(
+                    settings.REDIS_URL, max_connections=settings.ROUTING_REDIS_MAX_CONNECTIONS,
+                    timeout=settings.ROUTING_REDIS_TIMEOUT, socket_connect_timeout=settings.ROUTING_REDIS_TIMEOUT,
+                    socket_timeout=settings.ROUTING_REDIS_TIMEOUT,
+                )
+                client = aioredis.Redis(connection_pool=pool)
                 _redis_clients[loop] = client
     return client
 

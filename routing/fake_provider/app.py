@@ -169,6 +169,20 @@ def _sse(data, event: str | None = None) -> bytes:
     return (f"event: {event}\n" if event else "").encode() + f"data: {text}\n\n".encode()
 
 
+class _DeltaTemplate:
+    """The bytes of one delta event, encoded once per stream around a marker: per token only the token itself is
+    JSON-encoded. Byte for byte what `_sse(json)` gives, at a fraction of the cost (a benchmark has the fake
+    send ten thousand deltas a second)."""
+
+    MARK = "\x00token\x00"
+
+    def __init__(self, data: dict, event: str | None = None):
+        self.head, self.tail = _sse(data, event).split(json.dumps(self.MARK).encode())
+
+    def __call__(self, token: str) -> bytes:
+        return self.head + json.dumps(token).encode() + self.tail
+
+
 async def _json(send, status: int, body: dict, extra_headers: dict | None = None):
     raw = json.dumps(body).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
@@ -240,6 +254,8 @@ class Anthropic:
         yield "meta", _sse({"type": "content_block_start", "index": 0,
                             "content_block": {"type": "text", "text": ""}}, "content_block_start")
         yield "meta", _sse({"type": "ping"}, "ping")
+        delta = _DeltaTemplate({"type": "content_block_delta", "index": 0,
+                                "delta": {"type": "text_delta", "text": _DeltaTemplate.MARK}}, "content_block_delta")
         for i, token in enumerate(tokens):
             if scenario.get("error_after") == i:
                 error_type = scenario.get("error_type") or "overloaded_error"
@@ -253,8 +269,7 @@ class Anthropic:
             if scenario.get("malformed_after") == i:
                 yield "meta", b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"delta\n\n"
                 return
-            yield "delta", _sse({"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": token}}, "content_block_delta")
+            yield "delta", delta(token)
         yield "meta", _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         yield "meta", _sse({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": None},
                             "usage": {"output_tokens": usage["output"]}}, "message_delta")
@@ -318,6 +333,7 @@ class OpenAI:
 
         yield "meta", _sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
                                    "finish_reason": None}]))
+        delta = _DeltaTemplate(chunk([{"index": 0, "delta": {"content": _DeltaTemplate.MARK}, "finish_reason": None}]))
         for i, token in enumerate(tokens):
             if scenario.get("error_after") == i:
                 error_type = scenario.get("error_type") or "server_error"
@@ -331,7 +347,7 @@ class OpenAI:
             if scenario.get("malformed_after") == i:
                 yield "meta", b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [{\n\n"
                 return
-            yield "delta", _sse(chunk([{"index": 0, "delta": {"content": token}, "finish_reason": None}]))
+            yield "delta", delta(token)
         include_usage = (payload.get("stream_options") or {}).get("include_usage")
         if scenario.get("usage_in_choice"):
             yield "meta", _sse(chunk([{"index": 0, "delta": {}, "finish_reason": finish,
