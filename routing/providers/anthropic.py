@@ -8,9 +8,9 @@ input usage and `message_delta` the cumulative output tokens.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import orjson
-from collections.abc import Mapping
 
 from ..errors import (
     KIND_AUTH,

@@ -10,9 +10,9 @@ inside the last choice.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import orjson
-from collections.abc import Mapping
 
 from ..errors import (
     KIND_AUTH,

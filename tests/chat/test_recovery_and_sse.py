@@ -12,7 +12,7 @@ from conversations import services
 from conversations.models import Message
 from conversations.streams import stream_key
 
-from .conftest import integration, stream_deltas, wait_for, wait_finished
+from .conftest import integration, stream_deltas, wait_finished, wait_for
 
 pytestmark = [integration, pytest.mark.slow]
 

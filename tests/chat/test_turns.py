@@ -12,7 +12,7 @@ from conversations.tasks import run_turn
 from routing.cost import price_usage
 from routing.types import Prices, Usage
 
-from .conftest import integration, stream_deltas, wait_for, wait_finished
+from .conftest import integration, stream_deltas, wait_finished, wait_for
 
 pytestmark = [integration, pytest.mark.slow]
 

@@ -11,6 +11,7 @@ from django.conf import settings as django_settings
 
 from routing.breaker import breaker_acquire, breaker_states
 from routing.cost import estimate_tokens, price_usage
+from routing.errors import ProviderError
 from routing.types import Prices, Usage
 
 from .conftest import ask, complete, run
@@ -97,8 +98,9 @@ def test_half_open_trial_success_closes_and_failure_reopens(routing_env, pro_ten
 def test_bad_request_errors_do_not_count_towards_the_breaker(routing_env, pro_tenant, settings):
     routing_env.scenario(OPUS, status=400, error_message="temperature: bad")
     for _ in range(settings.ROUTING_BREAKER_THRESHOLD + 1):
-        with pytest.raises(Exception):
+        with pytest.raises(ProviderError) as refused:
             complete(tenant=pro_tenant, tier="max", request=ask())
+        assert refused.value.kind == "bad_request"
     assert run(breaker_states, [OPUS])[OPUS]["state"] == "closed"
 
 

@@ -6,7 +6,6 @@ import pytest
 
 from routing.errors import ModelNotAllowed, RequestInvalid, TierNotAllowed
 from routing.types import ChatMessage, ChatRequest
-
 from tests.factories import TenantFactory
 
 from .conftest import ask, complete
