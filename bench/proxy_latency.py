@@ -36,6 +36,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kiwiclaw.settings")
 
 LITELLM_VERSION = "1.108.7"
 LITELLM_VENV = ROOT / "bench" / ".litellm-venv"
+LITELLM_MASTER_KEY = "sk-bench-" + os.urandom(16).hex()  # its production mode refuses to start without one
 CONCURRENCY = (1, 8, 32)
 PROMPT = [{"role": "user", "content": "Tell me about kiwis, briefly please."}]
 
@@ -222,7 +223,8 @@ litellm_settings:
     config.close()
     port = free_port()
     # No network here: use the bundled model price map instead of fetching it.
-    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {**os.environ, "LITELLM_LOG": "ERROR", "LITELLM_MODE": "PRODUCTION", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+           "LITELLM_MASTER_KEY": LITELLM_MASTER_KEY}
     for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"):
         env.pop(name, None)  # LiteLLM would try to use our Postgres/Redis
     # Its workers import slowly on a loaded 2-core machine; uvicorn's 5 s worker health check would kill them.
@@ -357,7 +359,7 @@ def main() -> None:
             lt, lt_url, lt_cmd = start_litellm(fake_url, args.workers)
             procs.append(lt)
             targets["litellm"] = (lt_url, "/v1/chat/completions", openai_body("auto"),
-                                  {"Authorization": "Bearer sk-bench"})
+                                  {"Authorization": f"Bearer {LITELLM_MASTER_KEY}"})
             settings["litellm"] = lt_cmd
         before = usage_rows()
         results = asyncio.run(measure(targets, scale=args.scale))

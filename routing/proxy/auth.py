@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
@@ -59,9 +59,16 @@ def cache_ttl() -> float:
 
 
 def _load(key_hash: str) -> KeyIdentity | None:
-    # Outside Django's request cycle (the raw ASGI entry) nobody else returns a broken connection to the pool.
-    if not connection.in_atomic_block:
-        close_old_connections()
+    try:
+        return _query(key_hash)
+    except (InterfaceError, OperationalError):
+        # Outside Django's request cycle (the raw ASGI entry) nobody else drops a broken connection.
+        if not connection.in_atomic_block:
+            connection.close()
+        raise
+
+
+def _query(key_hash: str) -> KeyIdentity | None:
     membership = (
         Membership.objects.select_related("user", "tenant__plan")
         .filter(user__api_keys__key_hash=key_hash, user__api_keys__revoked_at__isnull=True,

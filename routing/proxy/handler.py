@@ -23,7 +23,7 @@ from decimal import Decimal
 import orjson
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from billing.budget import BudgetExceeded, abudget_release, abudget_reserve
 from routing.catalog import catalog_cached, catalog_get
@@ -145,10 +145,12 @@ def _record_usage_sync(*, identity: KeyIdentity, request_id: str, result) -> Dec
             price_input=prices.input, price_output=prices.output, price_cache_write=prices.cache_write,
             price_cache_read=prices.cache_read, cost=result.cost,
         )
-    finally:
-        # Runs in a pool thread outside Django's request cycle: hand the connection back to the pool now.
-        if not connection.in_atomic_block:
-            connection.close()
+    except (InterfaceError, OperationalError):
+        # Runs on an executor thread outside Django's request cycle, which keeps its connection between calls
+        # (a round trip cheaper than handing it back to the pool each time); a broken one is dropped here so
+        # the next call on this thread opens a fresh one.
+        connection.close()
+        raise
     return row.billed
 
 
