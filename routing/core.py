@@ -94,7 +94,8 @@ async def route_stream(
     model: str | None = None,
     should_stop: Callable[[], Awaitable[bool]] | None = None,
 ) -> AsyncIterator:
-    """Yield TextDelta (and UsageUpdate) events, then exactly one Done(result).
+    """Yield one Routed event (which endpoint answers) just before the first TextDelta, then TextDelta (and
+    UsageUpdate) events, then exactly one Done(result).
 
     Before the first text delta, failures raise RoutingError subclasses (RequestInvalid, TierNotAllowed,
     ModelNotAllowed, AllEndpointsFailed, or a terminal ProviderError). `should_stop` is awaited between deltas;

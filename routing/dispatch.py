@@ -54,6 +54,7 @@ from .types import (
     Done,
     Finish,
     RouteResult,
+    Routed,
     TextDelta,
     Usage,
     UsageUpdate,
@@ -174,6 +175,9 @@ async def dispatch(
                     if isinstance(event, TextDelta):
                         attempt.ttft_ms = _ms(started, time.perf_counter())
                         parts.append(event.text)
+                        yield Routed(tier=requested_tier, endpoint=endpoint.slug, provider=endpoint.provider,
+                                     upstream_model=endpoint.upstream_model,
+                                     fallback_count=len(failed_endpoints - {endpoint.slug}))
                         yield event
                     elif isinstance(event, UsageUpdate):
                         usage = event.usage

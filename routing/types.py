@@ -144,6 +144,18 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class Routed:
+    """Which endpoint is answering: yielded once, just before the first text delta, so a caller can send its
+    routing facts (the proxy's response headers) before the answer is complete."""
+
+    tier: str
+    endpoint: str
+    provider: str
+    upstream_model: str
+    fallback_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class UsageUpdate:
     usage: Usage
 

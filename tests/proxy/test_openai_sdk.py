@@ -1,7 +1,9 @@
 """/v1/chat/completions and /v1/models through the official `openai` package against the live server."""
 
+import json
 from decimal import Decimal
 
+import httpx
 import pytest
 
 from billing.models import UsageRecord
@@ -101,3 +103,22 @@ def test_models_lists_the_tiers_of_the_plan(openai_client, server, bob_key):
     assert [m.id for m in openai_client.models.list()] == ["auto", "max"]
     with openai.OpenAI(api_key=bob_key, base_url=f"{server.url}/v1", max_retries=0) as free:
         assert [m.id for m in free.models.list()] == ["auto"]
+
+
+def test_streamed_text_goes_out_while_the_answer_is_still_being_generated(server, alice_key, fake_provider):
+    # The provider sends three deltas and then hangs: the client must already have the routing headers and the
+    # first text while the answer is unfinished (no usage row yet, which is written when the answer ends).
+    fake_provider.scenario("kimi-k2.5", hang_after=3)
+    body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": "slowly"}]}
+    headers = {"Authorization": f"Bearer {alice_key}"}
+    with httpx.stream("POST", f"{server.url}/v1/chat/completions", json=body, headers=headers,
+                      timeout=30) as response:
+        assert response.headers["x-kiwiclaw-model"] == "kimi-k2.5"
+        lines = response.iter_lines()
+        chunks = (json.loads(line[6:]) for line in lines if line.startswith("data: {"))
+        first = next(c["choices"][0]["delta"]["content"] for c in chunks if c["choices"][0]["delta"].get("content"))
+        assert first.startswith("Echo")
+        assert not UsageRecord.objects.exists()
+        for _ in lines:  # the read timeout ends the answer; the rest of the stream follows
+            pass
+    assert UsageRecord.objects.count() == 1

@@ -3,7 +3,7 @@
 import pytest
 
 from routing.fake_provider.app import prompt_tokens
-from routing.types import Done, TextDelta, Usage
+from routing.types import Done, Routed, TextDelta, Usage
 
 from .conftest import ask, collect, complete
 
@@ -40,6 +40,18 @@ def test_stream_yields_deltas_then_exactly_one_done(routing_env, pro_tenant):
     assert len(deltas) == 12
     assert len(dones) == 1 and events[-1] is dones[0]
     assert "".join(d.text for d in deltas) == dones[0].result.text
+
+
+def test_routing_facts_come_once_just_before_the_first_delta(routing_env, pro_tenant):
+    routing_env.scenario("claude-opus-4-6", status=529)
+    events = collect(tenant=pro_tenant, tier="max", request=ask("hi"))
+    routed = [i for i, e in enumerate(events) if isinstance(e, Routed)]
+    first_delta = next(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+    assert routed == [first_delta - 1]
+    facts, result = events[routed[0]], events[-1].result
+    assert (facts.endpoint, facts.upstream_model, facts.provider, facts.tier, facts.fallback_count) == (
+        result.endpoint, result.upstream_model, result.provider, "max", 1)
+    assert facts.endpoint == "claude-sonnet-4-6"
 
 
 @pytest.mark.parametrize("stream", [True, False])
