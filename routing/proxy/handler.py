@@ -36,7 +36,7 @@ from routing.errors import (
     RoutingError,
     TierNotAllowed,
 )
-from routing.types import FINISH_ERROR, Done, TextDelta, Usage
+from routing.types import FINISH_ERROR, Done, Routed, TextDelta, Usage
 
 from . import formatting as fmt
 from .auth import KeyIdentity, aauthenticate_key
@@ -210,30 +210,25 @@ class _Call:
 
     async def run_stream(self):
         """Relays the core's stream. The response headers carry the routing facts, so text is held back until
-        the core says which endpoint answers: a routing-facts event (any event with `endpoint` and
-        `upstream_model`, yielded before the first delta) releases it at once; without one, the facts come with
-        Done and the answer is sent as one piece when it is complete."""
+        the core says which endpoint answers: its Routed event, yielded just before the first delta, releases
+        it at once. An answer with no text at all has no Routed event: its facts come with Done."""
         from routing.core import route_stream
 
         facts_sent = False
-        held: list[str] = []
         try:
             async for event in route_stream(tenant=self.identity.tenant, tier=self.call.tier or "auto",
                                             request=self.call.request, model=self.call.endpoint,
                                             should_stop=self.should_stop):
-                if isinstance(event, TextDelta):
+                if isinstance(event, TextDelta):  # always after Routed: the facts have gone out
                     self.started = True
-                    if facts_sent:
-                        await self.queue.put(("delta", event.text))
-                    else:
-                        held.append(event.text)
+                    await self.queue.put(("delta", event.text))
                 elif isinstance(event, Done):
                     billed = await self._finish(event.result)
                     await self.queue.put(("done", event.result, billed, not facts_sent))
                     return
-                elif not facts_sent and hasattr(event, "endpoint") and hasattr(event, "upstream_model"):
+                elif isinstance(event, Routed) and not facts_sent:
                     facts_sent = True
-                    await self.queue.put(("facts", _facts(self.request_id, event), "".join(held)))
+                    await self.queue.put(("facts", _facts(self.request_id, event), ""))
         except RoutingError as exc:
             await self._fail(_routing_error(exc))
         except Exception:
