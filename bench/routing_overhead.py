@@ -154,9 +154,48 @@ async def main():
         stats("end to end: direct httpx stream", direct_s)
         stats("end to end: route_stream", routed_s)
         stats("=> route_stream minus direct (paired)", diffs)
+        await fallback_cost(client, url, tenant)
     finally:
         proc.terminate()
         proc.wait()
+
+
+async def fallback_cost(client, url, tenant):
+    """What a fallback adds: MAX with its first endpoint (Opus) answering 529 at once, so Sonnet answers, against
+    asking Sonnet directly by name. Goal: under 50 ms at the median. The breaker is kept closed (a huge
+    threshold) so every request really tries Opus first."""
+    settings.ROUTING_BREAKER_THRESHOLD = 10**9
+    tenant.plan.api_models_allowed = True
+    await breaker.breaker_record_success("claude-opus-4-6")
+    await client.post(f"{url}/_control/scenario", json={"model": "claude-opus-4-6", "status": 529})
+
+    async def via_fallback():
+        async for event in route_stream(tenant=tenant, tier="max", request=REQUEST):
+            last = event
+        assert last.result.endpoint == "claude-sonnet-4-6" and last.result.fallback_count == 1
+
+    async def sonnet_directly():
+        async for _ in route_stream(tenant=tenant, tier="max", request=REQUEST, model="claude-sonnet-4-6"):
+            pass
+
+    for _ in range(20):
+        await via_fallback()
+        await sonnet_directly()
+    fallback_s, direct_s, diffs = [], [], []
+    for _ in range(N):
+        t0 = time.perf_counter()
+        await sonnet_directly()
+        t1 = time.perf_counter()
+        await via_fallback()
+        t2 = time.perf_counter()
+        direct_s.append(t1 - t0)
+        fallback_s.append(t2 - t1)
+        diffs.append((t2 - t1) - (t1 - t0))
+    print()
+    stats("fallback: Sonnet asked directly", direct_s)
+    stats("fallback: MAX, Opus 529 -> Sonnet", fallback_s)
+    stats("=> a fallback adds (paired; goal < 50 ms)", diffs)
+    await client.post(f"{url}/_control/reset")
 
 
 if __name__ == "__main__":
