@@ -33,8 +33,11 @@ def serve(*, host: str = "127.0.0.1", port: int = 9100) -> None:
     sock.bind((host, port))
     sock.listen(2048)
     url = f"http://{host}:{sock.getsockname()[1]}"
+    # Idle keep-alive connections stay open longer than the routing client keeps them (30 s), like real
+    # providers: with uvicorn's 5 s default, a turn could pick a pooled connection at the moment the fake closed
+    # it, fail with a ReadError and fall back to another model.
     config = uvicorn.Config(FakeProvider(), lifespan="off", log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1, http="httptools", backlog=2048)
+                            timeout_graceful_shutdown=1, http="httptools", backlog=2048, timeout_keep_alive=75)
     print(f"{READY_PREFIX}{url}", flush=True)
     print(f"Anthropic: ANTHROPIC_BASE_URL={url}  OpenAI-compatible: MOONSHOT_BASE_URL={url}/v1",
           file=sys.stderr, flush=True)
