@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,9 +50,17 @@ def asgi_server(chat_settings, fake_provider):
     if port is None:
         proc.kill()
         raise RuntimeError("uvicorn did not start")
+    # Keep reading the server's log: an undrained pipe would block it once full, and a failing test should
+    # show the server's traceback.
+    log: list[str] = []
+    reader = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)
+    reader.start()
     yield f"http://localhost:{port}"
     proc.terminate()
     proc.wait(timeout=10)
+    reader.join(timeout=5)
+    if any("Traceback" in line or "ERROR" in line for line in log):
+        sys.stderr.write("uvicorn log:\n" + "".join(log))
 
 
 @pytest.fixture
