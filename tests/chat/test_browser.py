@@ -146,6 +146,8 @@ def test_alice_sees_the_answer_grow_then_switches_to_max(open_page, fake_provide
     assert len(lengths) >= 3, lengths  # seen growing before it was done
     _wait_done(page, 1)
     assert "kimi-k2.5" in _last_answer(page).inner_text()
+    # The first message named the conversation, in the header and in the sidebar alike.
+    assert page.locator(".chat-list [aria-current=page]").inner_text().startswith("Tell me about kiwis")
 
     page.locator("label.tier-option", has_text="MAX").click()
     conversation = Conversation.objects.get(owner=alice)

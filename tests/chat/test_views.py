@@ -130,9 +130,12 @@ def test_send_saves_question_and_queued_answer(as_alice, alice_chat, chat_redis)
 def test_first_message_names_an_untitled_conversation(as_alice, alice, acme, chat_redis):
     conversation = services.conversation_create(tenant=acme, owner=alice)
     assert conversation.title == "New chat"
-    _send(as_alice, conversation, "What is a kiwi?")
+    response = _send(as_alice, conversation, "What is a kiwi?", HTTP_HX_REQUEST="true")
     conversation.refresh_from_db()
     assert conversation.title == "What is a kiwi?"
+    # The page's sidebar entry gets the new title too (an out-of-band swap).
+    assert f'id="chat-list-title-{conversation.pk}" class="chat-list-title" hx-swap-oob="true">What is a kiwi?' in (
+        response.content.decode())
 
 
 @pytest.mark.parametrize(
