@@ -69,6 +69,27 @@ def _default_rows(request):
 
 
 @pytest.fixture
+def server_url(settings):
+    """A threaded WSGI live server on a free loopback port, for page tests (the chat's SSE needs an ASGI
+    server of its own). Started after the settings below are in place: the security middleware reads them
+    once, when the server's handler is built."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+    from django.test.testcases import LiveServerThread
+
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
+    thread.daemon = True
+    thread.start()
+    thread.is_ready.wait(10)
+    if thread.error:
+        raise thread.error
+    yield f"http://127.0.0.1:{thread.port}"
+    thread.terminate()
+
+
+@pytest.fixture
 def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL)
     client.flushdb()

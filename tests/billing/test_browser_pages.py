@@ -30,23 +30,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def server_url(settings, budget_redis):
-    """A live server on a free loopback port, started after the settings below are in place (the security
-    middleware reads them once, when the server's handler is built)."""
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-    from django.test.testcases import LiveServerThread
-
-    settings.SESSION_COOKIE_SECURE = False
-    settings.CSRF_COOKIE_SECURE = False
-    settings.ALLOWED_HOSTS = ["127.0.0.1"]
-    thread = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait(10)
-    if thread.error:
-        raise thread.error
-    yield f"http://127.0.0.1:{thread.port}"
-    thread.terminate()
+def server_url(server_url, budget_redis):
+    """The shared live server, with billing's Redis state cleared."""
+    return server_url
 
 
 @pytest.fixture
