@@ -4,28 +4,80 @@ Events: `delta` (one per stream entry, `id:` = the Redis entry id, data = an HTM
 `final` carrying the rendered message (model badge, tokens, cost) plus an out-of-band update of the
 conversation's running cost; then the response ends. A reconnect sends `Last-Event-ID` and resumes after that
 entry, so nothing is lost or repeated. A finished message (or one whose stream has expired) gets its final
-state from the database at once.
+state from the database.
+
+Two ways in, one event generator (`events`):
+- the fast path (`conversations/sse_asgi.py`, ahead of Django's middleware in kiwiclaw/asgi.py) for URLs that
+  carry a stream token: the page and the send view put `?t=<token>` in every `sse-connect`. The token is
+  signed with the secret key and salted with the viewer's session key, and names the tenant, the user, the
+  conversation and the message; so checking it needs no database and no session load, and it is worthless
+  without the session cookie it was made for. Tokens last `CHAT_STREAM_TOKEN_MAX_AGE`.
+- this Django view for everything else (no token, a token that does not check out, a WSGI server): session
+  login and the tenant middleware, then the selectors. Both give the same 404 for someone else's message.
 
 The Redis read is an XREAD with a short BLOCK in a loop: a client that goes away cancels the generator at the
-next await (Django cancels streaming responses on disconnect) and at worst one short read is left to finish.
-Database connections are given back to the pool after each read, since a stream may stay open for minutes.
+next await and at worst one short read is left to finish. Database connections are given back to the pool
+after each read, since a stream may stay open for minutes.
 """
 
 import time
+from collections.abc import Awaitable, Callable
 from html import escape
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.core import signing
 from django.db import connection
 from django.http import Http404, StreamingHttpResponse
 from django.template.loader import render_to_string
+from django.urls import reverse
 
 from . import selectors, streams
 from .models import Message
 
+TOKEN_SALT = "kiwiclaw.chat.stream:"
 
-def _db(fn):
-    """Run `fn` on the request's sync thread and hand the connection back to the pool afterwards."""
+
+# --- stream tokens ---
+
+
+def stream_token(*, session_key: str, tenant_id: int, user_id: int, conversation_id: int, message_id: int) -> str:
+    signer = signing.TimestampSigner(salt=TOKEN_SALT + session_key)
+    return signer.sign(f"{tenant_id}.{user_id}.{conversation_id}.{message_id}")
+
+
+def stream_token_check(token: str, *, session_key: str, max_age: float | None = None) -> tuple[int, int, int, int] | None:
+    """(tenant id, user id, conversation id, message id) of a valid token made for this session, else None."""
+    if not token or not session_key:
+        return None
+    signer = signing.TimestampSigner(salt=TOKEN_SALT + session_key)
+    max_age = settings.CHAT_STREAM_TOKEN_MAX_AGE if max_age is None else max_age
+    try:
+        value = signer.unsign(token, max_age=max_age)
+        tenant_id, user_id, conversation_id, message_id = (int(part) for part in value.split("."))
+    except (signing.BadSignature, ValueError):
+        return None
+    return tenant_id, user_id, conversation_id, message_id
+
+
+def stream_url(request, message: Message) -> str:
+    """The SSE URL of `message` for the page being rendered, with a token when the request has a session."""
+    url = reverse("conversations:stream", args=[message.conversation_id, message.pk])
+    session_key = getattr(getattr(request, "session", None), "session_key", None)
+    user = getattr(request, "user", None)
+    if not session_key or user is None or not user.is_authenticated:
+        return url
+    token = stream_token(session_key=session_key, tenant_id=message.tenant_id, user_id=user.pk,
+                         conversation_id=message.conversation_id, message_id=message.pk)
+    return f"{url}?t={token}"
+
+
+# --- the events ---
+
+
+def _db(fn, *, thread_sensitive=True):
+    """Run `fn` on a thread (the request's sync thread, or with thread_sensitive=False any pool thread) and
+    hand its connection back to the pool afterwards."""
 
     def wrapped(*args, **kwargs):
         try:
@@ -34,12 +86,101 @@ def _db(fn):
             if not connection.in_atomic_block:  # (only inside a test's transaction)
                 connection.close()
 
-    return sync_to_async(wrapped)
+    return sync_to_async(wrapped, thread_sensitive=thread_sensitive)
+
+
+def final_html_sync(*, tenant, user, conversation_id, message_id, request) -> str | None:
+    """The finished message rendered as on the page, with the conversation's new running cost; "" for a message
+    that is gone (an empty final removes the placeholder); None while the message is unfinished."""
+    try:
+        message = selectors.message_get(
+            tenant=tenant, user=user, message_id=message_id, conversation_id=conversation_id
+        )
+    except Message.DoesNotExist:
+        return ""
+    if not message.is_finished:
+        return None
+    conversation = message.conversation
+    cost = selectors.conversation_cost(tenant=tenant, user=user, conversation=conversation)
+    return render_to_string(
+        "conversations/chat.html#final",
+        {"m": message, "conversation": conversation, "running_cost": cost},
+        request=request,
+    )
+
+
+final_html = _db(final_html_sync)
+# The fast path has no request thread: its final renders go to the pool instead of queueing on one thread.
+final_html_pooled = _db(final_html_sync, thread_sensitive=False)
+
+
+def _event(name: str, data: str, event_id: str | None = None) -> str:
+    # Each line of the payload needs its own `data:` prefix; EventSource joins them with "\n".
+    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    head = f"id: {event_id}\n" if event_id else ""
+    return head + f"event: {name}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
+
+
+def cursor_from(last_event_id: str | None) -> str:
+    last_event_id = last_event_id or ""
+    return last_event_id if streams.STREAM_ID_RE.match(last_event_id) else "0-0"
+
+
+async def events(*, message_id: int, cursor: str, final: Callable[[], Awaitable[str | None]],
+                 finished: bool = False):
+    """The SSE text of one message from `cursor` on. `final()` renders the finished message from the database
+    (None while it is unfinished). With `finished` the final state is sent at once."""
+    yield "retry: 1000\n\n"
+    if finished:
+        yield _event("final", await final() or "")
+        return
+    client = streams.async_redis()
+    key = streams.stream_key(message_id)
+    block_ms = settings.CHAT_SSE_BLOCK_MS
+    last_sent = time.monotonic()
+    last_db_check = None  # the database is asked when the stream is quiet and missing, then every recheck period
+    while True:
+        reply = await client.xread({key: cursor}, count=500, block=block_ms)
+        now = time.monotonic()
+        for _key, entries in reply or ():
+            chunk = []
+            for entry_id, fields in entries:
+                cursor = entry_id
+                if fields.get("t") == streams.ENTRY_DELTA:
+                    chunk.append(_event("delta", f"<span>{escape(fields.get('v', ''))}</span>", entry_id))
+                elif fields.get("t") == streams.ENTRY_END:
+                    if chunk:
+                        yield "".join(chunk)
+                    yield _event("final", await final() or "", entry_id)
+                    return
+            if chunk:
+                yield "".join(chunk)
+                last_sent = now
+        if now - last_sent >= settings.CHAT_SSE_HEARTBEAT:
+            yield ": keep-alive\n\n"
+            last_sent = now
+        if reply:
+            continue
+        # A quiet read: no end marker yet. The stream may have expired (or never started, for a turn that was
+        # ended elsewhere): the database is the truth, and the final event replaces the whole message, so
+        # nothing is lost by ending here. Asked at once when the stream is missing, else every recheck period.
+        due = last_db_check is None and not await client.exists(key)
+        if due or now - (last_db_check or now) >= settings.CHAT_SSE_DB_RECHECK:
+            last_db_check = now
+            html = await final()
+            if html is not None:
+                yield _event("final", html)
+                return
+        elif last_db_check is None:
+            last_db_check = now
+
+
+# --- the Django view (session login) ---
 
 
 @_db
 def _load(request, conversation_id, message_id) -> Message | None:
-    """The requested answer, or None. One hop to the sync thread for both the user and the message: the tenant
+    """The requested answer, or None. One hop to a thread for both the user and the message: the tenant
     middleware has already resolved `request.user` there (`request.auser()` would load it a second time)."""
     user, tenant = request.user, getattr(request, "tenant", None)
     if not user.is_authenticated or tenant is None:
@@ -53,84 +194,21 @@ def _load(request, conversation_id, message_id) -> Message | None:
     return message if message.role == Message.ROLE_ASSISTANT else None
 
 
-@_db
-def _final_html(tenant, user, conversation_id, message_id, request) -> str | None:
-    """The finished message rendered as on the page, with the conversation's new running cost, or None while
-    the message is unfinished."""
-    try:
-        message = selectors.message_get(
-            tenant=tenant, user=user, message_id=message_id, conversation_id=conversation_id
-        )
-    except Message.DoesNotExist:
-        return ""  # deleted meanwhile: an empty final removes the placeholder
-    if not message.is_finished:
-        return None
-    conversation = message.conversation
-    cost = selectors.conversation_cost(tenant=tenant, user=user, conversation=conversation)
-    return render_to_string(
-        "conversations/chat.html#final",
-        {"m": message, "conversation": conversation, "running_cost": cost},
-        request=request,
-    )
-
-
-def _event(name: str, data: str, event_id: str | None = None) -> str:
-    # Each line of the payload needs its own `data:` prefix; EventSource joins them with "\n".
-    lines = data.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    head = f"id: {event_id}\n" if event_id else ""
-    return head + f"event: {name}\n" + "".join(f"data: {line}\n" for line in lines) + "\n"
-
-
 async def message_stream(request, conversation_id, message_id):
     message = await _load(request, conversation_id, message_id)
     if message is None:
         raise Http404("No such message.")
     tenant, user = request.tenant, request.user
-    last_id = request.headers.get("Last-Event-ID", "")
-    cursor = last_id if streams.STREAM_ID_RE.match(last_id) else "0-0"
+
+    def final():
+        return final_html(tenant=tenant, user=user, conversation_id=conversation_id, message_id=message.pk,
+                          request=request)
+
     response = StreamingHttpResponse(
-        _events(request, tenant, user, conversation_id, message, cursor), content_type="text/event-stream"
+        events(message_id=message.pk, cursor=cursor_from(request.headers.get("Last-Event-ID")), final=final,
+               finished=message.is_finished),
+        content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx and friends must not buffer the stream
     return response
-
-
-async def _events(request, tenant, user, conversation_id, message: Message, cursor: str):
-    yield "retry: 1000\n\n"
-    args = (tenant, user, conversation_id, message.pk, request)
-    if message.is_finished:
-        yield _event("final", await _final_html(*args) or "")
-        return
-    client = streams.async_redis()
-    key = streams.stream_key(message.pk)
-    block_ms = settings.CHAT_SSE_BLOCK_MS
-    last_sent = last_db_check = time.monotonic()
-    while True:
-        reply = await client.xread({key: cursor}, count=500, block=block_ms)
-        now = time.monotonic()
-        for _key, entries in reply or ():
-            chunk = []
-            for entry_id, fields in entries:
-                cursor = entry_id
-                if fields.get("t") == streams.ENTRY_DELTA:
-                    chunk.append(_event("delta", f"<span>{escape(fields.get('v', ''))}</span>", entry_id))
-                elif fields.get("t") == streams.ENTRY_END:
-                    if chunk:
-                        yield "".join(chunk)
-                    yield _event("final", await _final_html(*args) or "", entry_id)
-                    return
-            if chunk:
-                yield "".join(chunk)
-                last_sent = now
-        if now - last_sent >= settings.CHAT_SSE_HEARTBEAT:
-            yield ": keep-alive\n\n"
-            last_sent = now
-        if now - last_db_check >= settings.CHAT_SSE_DB_RECHECK:
-            # No end marker yet: the stream may have expired or the turn was ended elsewhere. The database is
-            # the truth; the final event replaces the whole message, so nothing is lost by ending here.
-            last_db_check = now
-            html = await _final_html(*args)
-            if html is not None:
-                yield _event("final", html)
-                return

@@ -274,6 +274,8 @@ CHAT_HEARTBEAT_TTL = env.int("CHAT_HEARTBEAT_TTL", default=20)
 CHAT_MAX_RUNS = env.int("CHAT_MAX_RUNS", default=3)
 # A queued turn nobody claimed for this long is enqueued again (its task was lost with a worker).
 CHAT_QUEUED_RESCUE_AFTER = env.int("CHAT_QUEUED_RESCUE_AFTER", default=120)
+# How long the token in an SSE URL (made for one session, one message) stays good; a page reload makes a new one.
+CHAT_STREAM_TOKEN_MAX_AGE = env.int("CHAT_STREAM_TOKEN_MAX_AGE", default=6 * 3600)
 # SSE: how long one Redis read blocks, the idle keep-alive period, and how often an idle stream re-reads the DB.
 CHAT_SSE_BLOCK_MS = env.int("CHAT_SSE_BLOCK_MS", default=1000)
 CHAT_SSE_HEARTBEAT = env.float("CHAT_SSE_HEARTBEAT", default=15.0)

@@ -46,3 +46,11 @@ def usd(amount) -> str:
         return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
     small = amount.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
     return f"${small}" if small > 0 else "<$0.0001"
+
+
+@register.simple_tag(takes_context=True)
+def stream_url(context, message) -> str:
+    """The SSE URL of an unfinished answer, with the stream token of the viewer's session."""
+    from conversations.sse import stream_url as url_for
+
+    return url_for(context.get("request"), message)

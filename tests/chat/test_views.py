@@ -124,7 +124,7 @@ def test_send_saves_question_and_queued_answer(as_alice, alice_chat, chat_redis)
     assert (question.role, question.content) == ("user", "What is a kiwi?")
     assert (answer.role, answer.status, answer.parent_id, answer.tier) == ("assistant", "queued", question.pk, "auto")
     html = response.content.decode()
-    assert f'sse-connect="/chat/{alice_chat.pk}/messages/{answer.pk}/stream/"' in html
+    assert f'sse-connect="/chat/{alice_chat.pk}/messages/{answer.pk}/stream/?t=' in html
 
 
 def test_first_message_names_an_untitled_conversation(as_alice, alice, acme, chat_redis):
