@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from billing.budget import BudgetExceeded, budget_release, budget_reserve
@@ -117,13 +118,15 @@ def message_send(*, conversation: Conversation, author: User, text: str) -> Mess
             tenant=tenant, conversation=conversation, role=Message.ROLE_USER, content=text,
             status=Message.STATUS_DONE,
         )
-        answer = reserve(question=question, retry_of=None)
-        if conversation.title == DEFAULT_TITLE:
-            conversation.title = _title_from(text)
-        conversation.save(update_fields=["title", "updated_at"])
-        return answer
+        return reserve(question=question, retry_of=None)
 
-    return _with_turn(conversation=conversation, create=create)
+    answer = _with_turn(conversation=conversation, create=create)
+    # The title and the sidebar's order are not part of the turn: written after it is enqueued, off the path
+    # between Enter and the first word.
+    if conversation.title == DEFAULT_TITLE:
+        conversation.title = _title_from(text)
+    conversation.save(update_fields=["title", "updated_at"])
+    return answer
 
 
 def message_retry(*, message: Message, author: User) -> Message:
@@ -238,25 +241,22 @@ def turn_request(*, message: Message) -> ChatRequest:
 
 def turn_claim(*, message_id: int, run_id: uuid.UUID) -> Message | None:
     """Take a queued turn for one run. Returns None when there is nothing to do: the message is gone, finished,
-    or another run owns it (a redelivered task). A suspended tenant's turn fails here, unbilled."""
-    with transaction.atomic():
-        message = (
-            Message.objects.select_for_update(of=("self",))
-            .select_related("tenant__plan", "conversation")
-            .filter(pk=message_id, role=Message.ROLE_ASSISTANT)
-            .first()
-        )
-        if message is None or message.status != Message.STATUS_QUEUED:
-            return None
-        if not message.tenant.is_active:
-            _mark_failed(message, error="This workspace is suspended; the message was not answered.")
-            return None
-        message.status = Message.STATUS_STREAMING
-        message.run_id = run_id
-        message.run_count += 1
-        message.started_at = timezone.now()
-        message.save(update_fields=["status", "run_id", "run_count", "started_at"])
-        return message
+    or another run owns it (a redelivered task). A suspended tenant's turn fails here, unbilled.
+
+    One UPDATE takes the turn (its WHERE re-checks `queued` on the row it locks, so of two runs racing for the
+    same message exactly one wins), then one SELECT loads it: a locking transaction cost twice the round trips
+    on the path between the user pressing Enter and the first word.
+    """
+    claimed = Message.objects.filter(
+        pk=message_id, role=Message.ROLE_ASSISTANT, status=Message.STATUS_QUEUED
+    ).update(status=Message.STATUS_STREAMING, run_id=run_id, run_count=F("run_count") + 1, started_at=timezone.now())
+    if not claimed:
+        return None
+    message = Message.objects.select_related("tenant__plan", "conversation").get(pk=message_id)
+    if not message.tenant.is_active:
+        turn_fail(message=message, run_id=run_id, error="This workspace is suspended; the message was not answered.")
+        return None
+    return message
 
 
 def turn_complete(*, message: Message, run_id: uuid.UUID, result: RouteResult) -> bool:
