@@ -5,10 +5,12 @@ Members of a suspended tenant see one page saying so and can do nothing else the
 switch to another tenant, accept an invite elsewhere, or use staff pages). The `/v1/` proxy path
 authenticates by API key and is left alone.
 
-The middleware is sync and async capable, so that under ASGI the `/v1/` path does not pay a thread hop here.
+The middleware is sync only, on purpose. It is the innermost one, and Django runs every sync-capable
+middleware outside a sync one as sync too: so under ASGI the whole stack runs in one thread hop instead of
+one hop per hook of every MiddlewareMixin (about a dozen per request). That took 5–8 ms off each page and
+form post (bench/README.md, "Chat"). The ASGI hot paths (`/v1/`, chat SSE streams) do not go through Django.
 """
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.shortcuts import render
 
 from .selectors import membership_get_for_user, membership_list_for_user
@@ -49,22 +51,12 @@ def _apply(request):
 
 class TenantMiddleware:
     sync_capable = True
-    async_capable = True
+    async_capable = False
 
     def __init__(self, get_response):
         self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
 
     def __call__(self, request):
-        if iscoroutinefunction(self):
-            return self.__acall__(request)
         if request.path.startswith(UNTOUCHED_PREFIXES):
             return self.get_response(request)
         return _apply(request) or self.get_response(request)
-
-    async def __acall__(self, request):
-        if request.path.startswith(UNTOUCHED_PREFIXES):
-            return await self.get_response(request)
-        response = await sync_to_async(_apply)(request)
-        return response or await self.get_response(request)
