@@ -1,8 +1,8 @@
 """Chat latency and capacity, end to end, printing figures (no pass/fail; see docs/architecture.md "Chat").
 
 Starts the fake provider (300 tokens at 20 ms each), one Celery worker process (thread pool, shared asyncio
-loop) and uvicorn serving the pages and the SSE view, against DATABASE_URL / REDIS_URL (run `manage.py migrate`
-first):
+loop) and the web app served as docs/operations.md says (granian, ASGI, uvloop, 2 workers; `--server uvicorn`
+for the alternative), against DATABASE_URL / REDIS_URL (run `manage.py migrate` first):
 
   DJANGO_SECRET_KEY=bench DATABASE_URL=postgres://postgres@127.0.0.1:5432/kc_chat \
   REDIS_URL=redis://127.0.0.1:6379/6 .venv/bin/python bench/chat_latency.py [--only 0,1,2]
@@ -31,6 +31,7 @@ import asyncio
 import os
 import re
 import secrets
+import socket
 import statistics
 import subprocess
 import sys
@@ -94,6 +95,39 @@ def drain(proc, name):
     threading.Thread(target=pump, daemon=True).start()
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_web(env, *, server: str, workers: int):
+    """The web app served as docs/operations.md says (granian, ASGI, uvloop, one worker per core)."""
+    port = free_port()
+    if server == "granian":
+        cmd = [str(Path(sys.executable).parent / "granian"), "--interface", "asginl", "--loop", "uvloop",
+               "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-ws",
+               "kiwiclaw.asgi:application"]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1", "--port",
+               str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
+               "--no-access-log"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    drain(proc, "web")
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{server} exited early (bench/results/chat_latency.web.log)")
+        try:
+            httpx.get(url + "/healthz", timeout=1)
+            return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{server} did not come up")
+
+
 def setup_people():
     plan = Plan.objects.get(slug="enterprise")
     tenant, _ = Tenant.objects.get_or_create(slug="bench-chat", defaults={"name": "Bench chat", "plan": plan})
@@ -124,10 +158,13 @@ async def provider_first_token(client: httpx.AsyncClient, url: str) -> float:
     body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hello"}]}
     async with client.stream("POST", f"{url}/v1/chat/completions", json=body,
                              headers={"authorization": "Bearer x"}) as response:
-        first = None
-        async for line in response.aiter_lines():
-            if first is None and _has_text(line):
-                first = time.perf_counter() - t0
+        first, buffer = None, b""
+        async for chunk in response.aiter_raw():
+            if first is None:  # lines are looked at only until the first text; the rest is just read
+                buffer += chunk
+                *lines, buffer = buffer.split(b"\n")
+                if any(_has_text(line.decode()) for line in lines):
+                    first = time.perf_counter() - t0
         return first  # the whole answer is read, so the provider streams it as it would to the worker
 
 
@@ -138,13 +175,16 @@ async def turn(client: httpx.AsyncClient, conversation_id: int) -> tuple[float |
     response.raise_for_status()
     posted = time.perf_counter() - t0
     stream_url = re.search(r'sse-connect="([^"]+)"', response.text).group(1)
-    first = None
+    first, tail = None, b""
+    # Raw bytes, no line parsing: the load generator shares the machine and should cost it as little as it can.
     async with client.stream("GET", stream_url) as sse:
-        async for line in sse.aiter_lines():
-            if first is None and line == "event: delta":
+        async for chunk in sse.aiter_raw():
+            seen = tail + chunk
+            if first is None and b"event: delta" in seen:
                 first = time.perf_counter() - t0
-            if line == "event: final":
+            if b"event: final" in seen:
                 break
+            tail = seen[-16:]
     return first, posted
 
 
@@ -284,7 +324,10 @@ def part2(tenant, user, n=200):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="0,1,2", help="parts to run, e.g. 1 or 0,2")
-    parts = set(parser.parse_args().only.split(","))
+    parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
+    parser.add_argument("--web-workers", type=int, default=2, help="web server processes (docs: one per core)")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
     tenant, user, session_key = setup_people()
     print(f"start [{load()}]")
     env = dict(os.environ, DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost")
@@ -298,11 +341,7 @@ def main():
                        "--concurrency", "250", "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env,
                       r"(ready)")
     drain(worker, "worker")
-    web, port = start([sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1",
-                       "--port", "0", "--loop", "uvloop", "--http", "httptools", "--no-access-log"], env,
-                      r"running on http://127\.0\.0\.1:(\d+)")
-    drain(web, "web")
-    web_url = f"http://127.0.0.1:{port}"
+    web, web_url = start_web(env, server=args.server, workers=args.web_workers)
     try:
         # Warm up: the catalog, connection pools, the provider's first connections.
         convs = conversations(tenant, user, 5, "warm")
