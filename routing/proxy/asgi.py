@@ -4,7 +4,9 @@ Why: Django's middleware stack in async mode hops to a thread for every Middlewa
 it (sessions, auth, CSRF, messages, tenants) applies to API-key requests; skipping it roughly doubles
 throughput (bench/proxy_latency.py measures both). The request flow is the same `handler.handle` the Django
 views call. This entry also watches for the client going away mid-stream and stops the stream, so the
-call is cut short and billed for the tokens so far.
+call is cut short and billed for the tokens so far. After the last byte it waits for the call's bookkeeping
+(`ProxyResponse.finished`: the usage row is written after the answer, see handler.py), so the row is in the
+ledger before this call returns.
 """
 
 import asyncio
@@ -95,19 +97,24 @@ async def app(scope, receive, send) -> None:
         if await _until_gone(work, gone):
             return
         resp = work.result()
-        if resp.stream is None:
-            return await _send(resp, send)
-        await send({"type": "http.response.start", "status": resp.status, "headers": _encode(resp.headers)})
-
-        async def pump():
-            async for chunk in resp.stream:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
         try:
-            await _until_gone(asyncio.ensure_future(pump()), gone)
+            if resp.stream is None:
+                return await _send(resp, send)
+            await send({"type": "http.response.start", "status": resp.status, "headers": _encode(resp.headers)})
+
+            async def pump():
+                async for chunk in resp.stream:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+            try:
+                await _until_gone(asyncio.ensure_future(pump()), gone)
+            finally:
+                await resp.stream.aclose()  # runs the relay's `finally`: a call still running is told to stop
         finally:
-            await resp.stream.aclose()  # runs the relay's `finally`: a call still running is told to stop
+            if resp.finished is not None:
+                # Shielded: the call is detached, and being cancelled here must not cancel its bookkeeping.
+                await asyncio.shield(resp.finished)
     finally:
         gone.cancel()
 

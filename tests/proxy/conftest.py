@@ -91,6 +91,19 @@ def reseed_defaults():
     key_cache_clear()
 
 
+def usage_rows(count: int = 1, *, timeout: float = 8.0, settle: float = 0.3) -> list:
+    """The usage rows once `count` of them are in the ledger. The proxy writes a call's row just after its
+    answer (routing/proxy/handler.py), so a client can have the answer a few milliseconds before the row
+    lands. Waits `settle` seconds more, so a second row for the same call would show up (and fail the test)."""
+    from billing.models import UsageRecord
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and UsageRecord.objects.count() < count:
+        time.sleep(0.02)
+    time.sleep(settle)
+    return list(UsageRecord.objects.order_by("id"))
+
+
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     # Factories hash a password per user; the default hasher costs seconds on two shared cores.

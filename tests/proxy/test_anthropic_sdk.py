@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.models import UsageRecord
+from .conftest import usage_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,7 +20,7 @@ def test_non_streaming_message_with_system_prompt(anthropic_client):
     # The fake counts one input token per word plus one per message: 3 system words + 1 + 1.
     assert (message.usage.input_tokens, message.usage.output_tokens) == (5, 12)
     assert raw.headers["x-kiwiclaw-model"] == "claude-opus-4-6"
-    row = UsageRecord.objects.get()
+    [row] = usage_rows(1)
     assert row.key == f"api:{raw.headers['x-request-id']}"
     assert Decimal(raw.headers["x-kiwiclaw-billed"]) == row.billed
 
@@ -35,7 +35,7 @@ def test_streaming_follows_anthropics_event_sequence(anthropic_client):
     assert final.model == "kimi-k2.5"
     assert final.content[0].text.startswith("Echo from kimi-k2.5: stream it")
     assert final.usage.output_tokens == 12
-    row = UsageRecord.objects.get()
+    [row] = usage_rows(1)
     assert (row.endpoint_slug, row.output_tokens) == ("kimi-k2.5", 12)
 
 

@@ -8,6 +8,8 @@ import pytest
 
 from billing.models import UsageRecord
 
+from .conftest import usage_rows
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -23,7 +25,7 @@ def test_non_streaming_answer_names_the_upstream_model_and_bills_one_row(openai_
     assert headers["x-kiwiclaw-tier"] == "auto"
     assert headers["x-kiwiclaw-model"] == "kimi-k2.5"
     assert headers["x-kiwiclaw-fallback"] == "0"
-    row = UsageRecord.objects.get()
+    [row] = usage_rows(1)
     assert row.key == f"api:{headers['x-request-id']}"
     assert (row.source, row.endpoint_slug, row.tier) == ("api", "kimi-k2.5", "auto")
     assert row.output_tokens == completion.usage.completion_tokens == 12
@@ -44,7 +46,7 @@ def test_streaming_with_include_usage_ends_with_a_usage_chunk_and_done(openai_cl
     assert finishing == ["stop"]
     usage_chunk = chunks[-1]
     assert usage_chunk.choices == [] and usage_chunk.usage.completion_tokens == 12
-    row = UsageRecord.objects.get()
+    [row] = usage_rows(1)
     assert (row.endpoint_slug, row.tier, row.output_estimated) == ("claude-opus-4-6", "max", False)
     assert Decimal(str(usage_chunk.usage.model_extra["cost"])) == row.cost
     assert Decimal(str(usage_chunk.usage.model_extra["billed"])) == row.billed
@@ -54,7 +56,7 @@ def test_streaming_without_include_usage_sends_no_usage_chunk(openai_client):
     chunks = list(openai_client.chat.completions.create(
         model="auto", messages=[{"role": "user", "content": "hi"}], stream=True))
     assert all(c.choices for c in chunks)
-    assert UsageRecord.objects.count() == 1
+    assert len(usage_rows(1)) == 1
 
 
 def test_system_prompt_reaches_the_provider_as_its_system_prompt(openai_client, fake_provider):
@@ -85,7 +87,7 @@ def test_fallback_is_visible_in_the_headers(openai_client, fake_provider):
     assert raw.headers["x-kiwiclaw-model"] == "claude-sonnet-4-6"
     assert raw.headers["x-kiwiclaw-fallback"] == "1"
     assert raw.parse().model == "claude-sonnet-4-6"
-    assert UsageRecord.objects.get().endpoint_slug == "claude-sonnet-4-6"
+    assert [row.endpoint_slug for row in usage_rows(1)] == ["claude-sonnet-4-6"]
 
 
 def test_streaming_fallback_is_visible_in_the_headers(openai_client, fake_provider):
@@ -121,4 +123,4 @@ def test_streamed_text_goes_out_while_the_answer_is_still_being_generated(server
         assert not UsageRecord.objects.exists()
         for _ in lines:  # the read timeout ends the answer; the rest of the stream follows
             pass
-    assert UsageRecord.objects.count() == 1
+    assert len(usage_rows(1)) == 1
