@@ -135,6 +135,16 @@ async def breaker_record_success(slug: str) -> None:
     await redis_client().delete(_key(slug))
 
 
+def breaker_is_clean(state: dict | None) -> bool:
+    """A state read (breaker_states) showing a closed breaker with no failures: a success has nothing to reset,
+    so the caller may skip breaker_record_success — one Redis round trip less on nearly every request.
+
+    The read is a few milliseconds old when the answer succeeds; a failure another request recorded in
+    between then survives this success instead of being cleared by it, and is cleared by the next success
+    that reads it. "Consecutive failures" stays exact up to that window."""
+    return state is not None and state["state"] == CLOSED and state["failures"] == 0
+
+
 def breaker_states_sync(slugs: list[str]) -> dict[str, dict]:
     """The same as breaker_states, for sync code (the staff page)."""
     if not slugs:

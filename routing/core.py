@@ -114,7 +114,7 @@ async def route_stream(
                                prompt_tokens=estimate_prompt_tokens(request), max_tokens=max_tokens,
                                health=health, model=model)
     async for event in dispatch(plan=route_plan, request=request, max_tokens=max_tokens, requested_tier=tier,
-                                should_stop=should_stop):
+                                should_stop=should_stop, health=health):
         yield event
 
 

@@ -23,7 +23,7 @@ import httpx
 import orjson
 from django.conf import settings
 
-from .breaker import breaker_acquire, breaker_record_failure, breaker_record_success
+from .breaker import breaker_acquire, breaker_is_clean, breaker_record_failure, breaker_record_success
 from .catalog import EndpointInfo
 from .cost import estimate_prompt_tokens, estimate_tokens, price_usage
 from .errors import (
@@ -139,9 +139,13 @@ async def dispatch(
     max_tokens: int,
     requested_tier: str,
     should_stop: Callable[[], Awaitable[bool]] | None = None,
+    health: dict[str, dict] | None = None,
 ) -> AsyncIterator:
     """Yields TextDelta and UsageUpdate events and ends with exactly one Done(result). Before the first text
-    delta, failure raises AllEndpointsFailed (or the terminal ProviderError) instead."""
+    delta, failure raises AllEndpointsFailed (or the terminal ProviderError) instead.
+
+    `health` is the breaker state read the plan was made from; a success at an endpoint it showed clean (and
+    that did not fail during this call) skips the breaker reset (breaker.breaker_is_clean)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.ROUTING_DEADLINE_SECONDS
     attempts: list[Attempt] = list(plan.skipped)
@@ -243,7 +247,8 @@ async def dispatch(
                 attempt.outcome = OUTCOME_CANCELLED
             else:
                 attempt.outcome = OUTCOME_OK
-                await breaker_record_success(endpoint.slug)
+                if endpoint.slug in failed_endpoints or not breaker_is_clean((health or {}).get(endpoint.slug)):
+                    await breaker_record_success(endpoint.slug)
             text = "".join(parts)
             final_usage = _complete_usage(usage, request=request, text=text,
                                           cut_short=error is not None or finish == FINISH_CANCELLED)

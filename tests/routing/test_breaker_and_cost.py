@@ -95,6 +95,27 @@ def test_half_open_trial_success_closes_and_failure_reopens(routing_env, pro_ten
     assert run(breaker_states, [OPUS])[OPUS] == {"state": "closed", "failures": 0, "retry_in_ms": 0}
 
 
+def test_a_success_at_a_clean_breaker_skips_the_reset_and_one_after_failures_clears_them(
+        routing_env, pro_tenant, monkeypatch):
+    from routing import dispatch
+    from routing.breaker import breaker_record_failure
+
+    resets = []
+    real_reset = dispatch.breaker_record_success
+
+    async def counting_reset(slug):
+        resets.append(slug)
+        await real_reset(slug)
+
+    monkeypatch.setattr(dispatch, "breaker_record_success", counting_reset)
+    assert complete(tenant=pro_tenant, tier="max", request=ask()).endpoint == OPUS
+    assert resets == []  # the state read showed it clean: nothing to reset, no Redis write
+    run(breaker_record_failure, OPUS)
+    assert complete(tenant=pro_tenant, tier="max", request=ask()).endpoint == OPUS
+    assert resets == [OPUS]
+    assert run(breaker_states, [OPUS])[OPUS] == {"state": "closed", "failures": 0, "retry_in_ms": 0}
+
+
 def test_bad_request_errors_do_not_count_towards_the_breaker(routing_env, pro_tenant, settings):
     routing_env.scenario(OPUS, status=400, error_message="temperature: bad")
     for _ in range(settings.ROUTING_BREAKER_THRESHOLD + 1):
