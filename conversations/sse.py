@@ -15,11 +15,13 @@ Two ways in, one event generator (`events`):
 - this Django view for everything else (no token, a token that does not check out, a WSGI server): session
   login and the tenant middleware, then the selectors. Both give the same 404 for someone else's message.
 
-The Redis read is an XREAD with a short BLOCK in a loop: a client that goes away cancels the generator at the
-next await and at worst one short read is left to finish. Database connections are given back to the pool
-after each read, since a stream may stay open for minutes.
+Reading Redis: a stream reads its first entries itself (an XREAD with a short BLOCK), then joins the web
+process's StreamHub (conversations.streams), which reads every open stream in one XREAD. A client that goes
+away cancels the generator at its next await, which leaves the hub. Database connections are given back to the
+pool after each use, since a stream may stay open for minutes.
 """
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from html import escape
@@ -129,20 +131,33 @@ def cursor_from(last_event_id: str | None) -> str:
 async def events(*, message_id: int, cursor: str, final: Callable[[], Awaitable[str | None]],
                  finished: bool = False):
     """The SSE text of one message from `cursor` on. `final()` renders the finished message from the database
-    (None while it is unfinished). With `finished` the final state is sent at once."""
+    (None while it is unfinished). With `finished` the final state is sent at once.
+
+    The stream reads Redis itself until its first entries have arrived (so the first words come as soon as
+    they are written), then joins the process's StreamHub, which reads every open stream in one XREAD."""
     yield "retry: 1000\n\n"
     if finished:
         yield _event("final", await final() or "")
         return
     client = streams.async_redis()
     key = streams.stream_key(message_id)
-    block_ms = settings.CHAT_SSE_BLOCK_MS
+    wait = settings.CHAT_SSE_BLOCK_MS / 1000
     last_sent = time.monotonic()
     last_db_check = None  # the database is asked when the stream is quiet and missing, then every recheck period
-    while True:
-        reply = await client.xread({key: cursor}, count=500, block=block_ms)
-        now = time.monotonic()
-        for _key, entries in reply or ():
+    sub = None
+    try:
+        while True:
+            if sub is None:
+                reply = await client.xread({key: cursor}, count=500, block=settings.CHAT_SSE_BLOCK_MS)
+                entries = reply[0][1] if reply else []
+            else:
+                try:
+                    entries = await asyncio.wait_for(sub.batches.get(), wait)
+                except TimeoutError:
+                    entries = []
+                if isinstance(entries, Exception):
+                    raise entries
+            now = time.monotonic()
             chunk = []
             for entry_id, fields in entries:
                 cursor = entry_id
@@ -156,23 +171,28 @@ async def events(*, message_id: int, cursor: str, final: Callable[[], Awaitable[
             if chunk:
                 yield "".join(chunk)
                 last_sent = now
-        if now - last_sent >= settings.CHAT_SSE_HEARTBEAT:
-            yield ": keep-alive\n\n"
-            last_sent = now
-        if reply:
-            continue
-        # A quiet read: no end marker yet. The stream may have expired (or never started, for a turn that was
-        # ended elsewhere): the database is the truth, and the final event replaces the whole message, so
-        # nothing is lost by ending here. Asked at once when the stream is missing, else every recheck period.
-        due = last_db_check is None and not await client.exists(key)
-        if due or now - (last_db_check or now) >= settings.CHAT_SSE_DB_RECHECK:
-            last_db_check = now
-            html = await final()
-            if html is not None:
-                yield _event("final", html)
-                return
-        elif last_db_check is None:
-            last_db_check = now
+            if entries:
+                if sub is None:
+                    sub = streams.stream_hub().subscribe(key, cursor)
+                continue
+            if now - last_sent >= settings.CHAT_SSE_HEARTBEAT:
+                yield ": keep-alive\n\n"
+                last_sent = now
+            # A quiet read: no end marker yet. The stream may have expired (or never started, for a turn that was
+            # ended elsewhere): the database is the truth, and the final event replaces the whole message, so
+            # nothing is lost by ending here. Asked at once when the stream is missing, else every recheck period.
+            due = last_db_check is None and not await client.exists(key)
+            if due or now - (last_db_check or now) >= settings.CHAT_SSE_DB_RECHECK:
+                last_db_check = now
+                html = await final()
+                if html is not None:
+                    yield _event("final", html)
+                    return
+            elif last_db_check is None:
+                last_db_check = now
+    finally:
+        if sub is not None:
+            streams.stream_hub().unsubscribe(sub)
 
 
 # --- the Django view (session login) ---

@@ -193,6 +193,85 @@ class StreamPublisher:
         return self.stopped
 
 
+def _entry_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class Subscription:
+    """One SSE stream's place in the hub: its key, the last entry it was given, and the batches to read."""
+
+    def __init__(self, key: str, cursor: str):
+        self.key = key
+        self.cursor = cursor
+        self.batches: asyncio.Queue = asyncio.Queue()
+
+
+class StreamHub:
+    """One Redis reader for every SSE stream a web process serves (one hub per event loop).
+
+    Read on its own, each open stream costs an XREAD per entry: 50 answers at 20 entries a second each were a
+    thousand round trips a second, most of a web process's CPU after the answers themselves. The hub reads all
+    subscribed streams in one XREAD and hands each stream its entries. After a read that brought entries it
+    waits `CHAT_SSE_HUB_WINDOW` seconds, so that the next read gathers what all streams wrote meanwhile; its
+    BLOCK is short (`CHAT_SSE_HUB_BLOCK_MS`) so that a stream that joins is read soon even when the others are
+    quiet. A stream's first entries are read by the stream itself, so the first words never wait for the hub.
+    A Redis error is handed to every subscriber (their SSE responses end; browsers reconnect with
+    Last-Event-ID and lose nothing).
+    """
+
+    def __init__(self):
+        self._subs: dict[str, set[Subscription]] = {}
+        self._task: asyncio.Task | None = None
+
+    def subscribe(self, key: str, cursor: str) -> Subscription:
+        sub = Subscription(key, cursor)
+        self._subs.setdefault(key, set()).add(sub)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        subs = self._subs.get(sub.key)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.key]
+
+    async def _run(self) -> None:
+        client = async_redis()
+        while self._subs:
+            cursors = {key: min((s.cursor for s in subs), key=_entry_id) for key, subs in self._subs.items()}
+            try:
+                reply = await client.xread(cursors, count=1000, block=_chat_setting("CHAT_SSE_HUB_BLOCK_MS"))
+            except Exception as exc:  # noqa: BLE001 - every reader hears of it, then the hub starts over
+                for subs in self._subs.values():
+                    for sub in subs:
+                        sub.batches.put_nowait(exc)
+                self._subs.clear()
+                return
+            for key, entries in reply or ():
+                for sub in tuple(self._subs.get(key, ())):
+                    after = _entry_id(sub.cursor)
+                    fresh = [entry for entry in entries if _entry_id(entry[0]) > after]
+                    if fresh:
+                        sub.cursor = fresh[-1][0]
+                        sub.batches.put_nowait(fresh)
+            if reply:
+                await asyncio.sleep(_chat_setting("CHAT_SSE_HUB_WINDOW"))
+
+
+_hubs: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, StreamHub]" = weakref.WeakKeyDictionary()
+
+
+def stream_hub() -> StreamHub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = StreamHub()
+    return hub
+
+
 def rescue_claim(message_id, period: int) -> bool:
     """At most one re-enqueue of a waiting turn per period (the sweeper runs every ~30 s)."""
     return bool(sync_redis().set(f"kc:hb:rescue:msg:{message_id}", "1", nx=True, ex=period))

@@ -280,6 +280,10 @@ CHAT_STREAM_TOKEN_MAX_AGE = env.int("CHAT_STREAM_TOKEN_MAX_AGE", default=6 * 360
 CHAT_SSE_BLOCK_MS = env.int("CHAT_SSE_BLOCK_MS", default=1000)
 CHAT_SSE_HEARTBEAT = env.float("CHAT_SSE_HEARTBEAT", default=15.0)
 CHAT_SSE_DB_RECHECK = env.float("CHAT_SSE_DB_RECHECK", default=10.0)
+# The web process's one reader of all SSE streams (conversations.streams.StreamHub): its BLOCK, and the pause after
+# a read that brought entries, in which the next read's entries gather (later deltas only; the first is direct).
+CHAT_SSE_HUB_BLOCK_MS = env.int("CHAT_SSE_HUB_BLOCK_MS", default=100)
+CHAT_SSE_HUB_WINDOW = env.float("CHAT_SSE_HUB_WINDOW", default=0.02)
 # Redis connections of one process's turn loop (or SSE server) for streams.
 CHAT_REDIS_MAX_CONNECTIONS = env.int("CHAT_REDIS_MAX_CONNECTIONS", default=256)
 # A turn writes its first delta at once, then at most one stream entry per interval (deltas joined meanwhile):
