@@ -114,23 +114,26 @@ def usage_record(
         billed=money.billed_amount(clean["cost"], markup),
         **tokens, **{name: clean[name] for name in PRICE_FIELDS},
     )
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_USAGE, [
-                tenant.pk, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
-                input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, record.output_estimated,
-                *(getattr(record, name) for name in PRICE_FIELDS), record.cost, markup, record.billed,
-            ])
-            row = cursor.fetchone()
-        if row is None:
-            existing = UsageRecord.objects.get(key=key)
-            if existing.tenant_id != tenant.pk:
-                raise ValidationError({"key": "This usage key belongs to another tenant."})
-            return existing
-        record.pk, record.recorded_at = row
-        record._state.adding = False
-        transaction.on_commit(lambda: budget_settle(
-            tenant_id=tenant.pk, key=key, billed=record.billed, recorded_at=record.recorded_at))
+    # One statement, no transaction block of its own: the INSERT is atomic by itself, and outside a caller's
+    # transaction it commits at once (autocommit) — one round trip to Postgres instead of BEGIN, INSERT,
+    # COMMIT. Inside a caller's transaction it simply joins it, and on_commit waits for that commit.
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_USAGE, [
+            tenant.pk, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
+            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, record.output_estimated,
+            *(getattr(record, name) for name in PRICE_FIELDS), record.cost, markup, record.billed,
+        ])
+        row = cursor.fetchone()
+    if row is None:
+        # The conflicting row is committed (ON CONFLICT waited for its writer), so this read sees it.
+        existing = UsageRecord.objects.get(key=key)
+        if existing.tenant_id != tenant.pk:
+            raise ValidationError({"key": "This usage key belongs to another tenant."})
+        return existing
+    record.pk, record.recorded_at = row
+    record._state.adding = False
+    transaction.on_commit(lambda: budget_settle(
+        tenant_id=tenant.pk, key=key, billed=record.billed, recorded_at=record.recorded_at))
     return record
 
 
