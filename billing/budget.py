@@ -18,6 +18,7 @@ usage row settles its reservation and adds its billed amount after commit; `budg
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.db.models import Sum
+from redis.exceptions import NoScriptError
 
 from tenants.models import Plan, Tenant
 
@@ -156,6 +158,25 @@ def aredis_client() -> aioredis.Redis:
     return client
 
 
+# Scripts run by SHA (EVALSHA): Redis neither receives nor hashes their source on every request; a server that
+# does not know a script yet (restarted, flushed) gets the source once.
+_SHAS = {src: hashlib.sha1(src.encode()).hexdigest() for src in (RESERVE_LUA, SETTLE_LUA, RELEASE_LUA)}
+
+
+def _run(client: redis.Redis, script: str, keys: list[str], *args):
+    try:
+        return client.evalsha(_SHAS[script], len(keys), *keys, *args)
+    except NoScriptError:
+        return client.eval(script, len(keys), *keys, *args)
+
+
+async def _arun(client: aioredis.Redis, script: str, keys: list[str], *args):
+    try:
+        return await client.evalsha(_SHAS[script], len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(script, len(keys), *keys, *args)
+
+
 # --- ledger reads used to seed and reconcile the cache ---------------------------------------------------
 
 def _ledger_spend_filter(tenant_id: int, month: date):
@@ -245,10 +266,10 @@ def budget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
     keys = _keys(tenant.pk, month)
     client = redis_client()
     args = [key, money.to_units(want), money.to_units(plan.monthly_cap), _reservation_ttl_ms()]
-    status, spend_units, outstanding_units = client.eval(RESERVE_LUA, 3, *keys.as_list(), *args)
+    status, spend_units, outstanding_units = _run(client, RESERVE_LUA, keys.as_list(), *args)
     if status == -1:
         cached_month_spend(tenant_id=tenant.pk, month=month)
-        status, spend_units, outstanding_units = client.eval(RESERVE_LUA, 3, *keys.as_list(), *args)
+        status, spend_units, outstanding_units = _run(client, RESERVE_LUA, keys.as_list(), *args)
     if status != 1:
         raise _refusal(tenant=tenant, plan=plan, spend_units=spend_units, outstanding_units=outstanding_units,
                        want=want, month=month)
@@ -265,10 +286,10 @@ async def abudget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
     keys = _keys(tenant.pk, month)
     client = aredis_client()
     args = [key, money.to_units(want), money.to_units(plan.monthly_cap), _reservation_ttl_ms()]
-    status, spend_units, outstanding_units = await client.eval(RESERVE_LUA, 3, *keys.as_list(), *args)
+    status, spend_units, outstanding_units = await _arun(client, RESERVE_LUA, keys.as_list(), *args)
     if status == -1:
         await acached_month_spend(tenant_id=tenant.pk, month=month)
-        status, spend_units, outstanding_units = await client.eval(RESERVE_LUA, 3, *keys.as_list(), *args)
+        status, spend_units, outstanding_units = await _arun(client, RESERVE_LUA, keys.as_list(), *args)
     if status != 1:
         raise _refusal(tenant=tenant, plan=plan, spend_units=spend_units, outstanding_units=outstanding_units,
                        want=want, month=month)
@@ -276,11 +297,11 @@ async def abudget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
 
 def budget_release(*, tenant: Tenant, key: str) -> None:
     """Drop a hold: the request failed and nothing is charged. Releasing an unknown key is a no-op."""
-    redis_client().eval(RELEASE_LUA, 3, *_keys(tenant.pk, month_start()).as_list(), key)
+    _run(redis_client(), RELEASE_LUA, _keys(tenant.pk, month_start()).as_list(), key)
 
 
 async def abudget_release(*, tenant: Tenant, key: str) -> None:
-    await aredis_client().eval(RELEASE_LUA, 3, *_keys(tenant.pk, month_start()).as_list(), key)
+    await _arun(aredis_client(), RELEASE_LUA, _keys(tenant.pk, month_start()).as_list(), key)
 
 
 def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: datetime) -> None:
@@ -290,7 +311,7 @@ def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: dat
     """
     keys = _keys(tenant_id, month_start(recorded_at))
     try:
-        redis_client().eval(SETTLE_LUA, 3, *keys.as_list(), key, money.to_units(billed))
+        _run(redis_client(), SETTLE_LUA, keys.as_list(), key, money.to_units(billed))
     except redis.RedisError:
         logger.exception("budget settle failed for %s; the reconcile task will repair tenant %s", key, tenant_id)
 
