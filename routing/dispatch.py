@@ -41,7 +41,7 @@ from .errors import (
 from .policy import RoutePlan
 from .providers import adapter_for
 from .sse import SSEDecoder
-from .transport import http_client
+from .transport import http_send
 from .types import (
     FINISH_CANCELLED,
     FINISH_ERROR,
@@ -71,11 +71,10 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
     upstream = adapter.build_request(base_url=endpoint.base_url, api_key=endpoint.api_key,
                                      model=endpoint.upstream_model, request=request, stream=request.stream,
                                      max_tokens=max_tokens)
-    client = http_client()
     content = orjson.dumps(upstream.body)
     try:
         if not request.stream:
-            response = await client.post(upstream.url, content=content, headers=upstream.headers)
+            response = await http_send("POST", upstream.url, content=content, headers=upstream.headers)
             if response.status_code >= 400:
                 raise adapter.classify_error(response.status_code, response.headers, response.content)
             try:
@@ -88,7 +87,8 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
             yield UsageUpdate(parsed.usage)
             yield Finish(parsed.finish_reason)
             return
-        async with client.stream("POST", upstream.url, content=content, headers=upstream.headers) as response:
+        response = await http_send("POST", upstream.url, content=content, headers=upstream.headers, stream=True)
+        try:
             if response.status_code >= 400:
                 raise adapter.classify_error(response.status_code, response.headers, await response.aread())
             state = adapter.new_stream_state()
@@ -113,6 +113,8 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
                 yield finish
                 return
             raise ProviderError(KIND_CONNECTION, "The provider closed the stream before the answer was complete.")
+        finally:
+            await response.aclose()
     except httpx.TimeoutException as exc:
         raise ProviderError(KIND_TIMEOUT, f"The provider did not answer in time ({type(exc).__name__}).") from None
     except httpx.HTTPError as exc:  # connect/read/protocol errors: the provider could not be talked to
