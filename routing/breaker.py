@@ -13,13 +13,10 @@ Every transition is one Lua script, so it is atomic across processes, and time c
 
 from __future__ import annotations
 
-import hashlib
-
 import redis
 from django.conf import settings
-from redis.exceptions import NoScriptError
 
-from .transport import redis_client
+from .transport import script_client
 
 KEY_PREFIX = "kc:breaker:"
 
@@ -79,20 +76,13 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return state
 """
 
-_SHAS = {src: hashlib.sha1(src.encode()).hexdigest() for src in (_STATES, _ACQUIRE, _FAILURE)}
-
 
 def _key(slug: str) -> str:
     return f"{KEY_PREFIX}{slug}"
 
 
 async def _run(script: str, keys: list[str], args: list) -> object:
-    client = redis_client()
-    try:
-        return await client.evalsha(_SHAS[script], len(keys), *keys, *args)
-    except NoScriptError:
-        return await client.eval(script, len(keys), *keys, *args)
-
+    return await script_client().run(script, keys, args)
 
 
 def _parse_states(slugs: list[str], raw: list) -> dict[str, dict]:
@@ -132,7 +122,7 @@ async def breaker_record_failure(slug: str) -> str:
 
 async def breaker_record_success(slug: str) -> None:
     """A success closes the breaker and clears the failure run."""
-    await redis_client().delete(_key(slug))
+    await script_client().execute("DEL", _key(slug))
 
 
 def breaker_is_clean(state: dict | None) -> bool:

@@ -1,6 +1,6 @@
 """The upstream HTTP client and the Redis client of the routing core: one of each per event loop per process.
 
-httpx and redis.asyncio clients are bound to the event loop that first uses them, and the chat worker may
+Both are bound to the event loop that first uses them, and the chat worker may
 run event loops in several threads, so clients are cached per loop (a WeakKeyDictionary: a closed loop that
 is garbage-collected takes its clients with it). Never build a client per request: that would throw away
 the connection pool and pay a TCP (and TLS) handshake each time.
@@ -11,6 +11,9 @@ layers — URL merging, the cookie jar, auth and redirect handling, event hooks;
 of it used by a provider call. Together that was most of the routing core's overhead on the proxy's hot
 path. When the environment configures an HTTP proxy (HTTPS_PROXY and friends), calls go through an
 httpx.AsyncClient with httpx's own transport, which honours it.
+
+Redis: `script_client()` is routing.resp's pipelined client, for the short Lua scripts of the breaker and
+the proxy's rate limits (a quarter of redis-py's CPU per command).
 """
 
 from __future__ import annotations
@@ -22,10 +25,10 @@ import weakref
 from collections.abc import Mapping
 
 import httpx
-import redis.asyncio as aioredis
 from django.conf import settings
 
 from .http1 import LeanHTTPTransport
+from .resp import ScriptClient
 
 # What httpx.AsyncClient would add, minus Accept-Encoding: provider answers are small and streamed, and
 # uncompressed ones cost no CPU to read.
@@ -110,26 +113,17 @@ def _environment_proxies() -> bool:
     return any(scheme in ("http", "https", "all") for scheme in urllib.request.getproxies())
 
 
-def redis_client() -> aioredis.Redis:
-    """The async Redis client (breaker state) of the running event loop.
-
-    A bounded, blocking pool: breaker reads are one short command each, so a burst of hundreds of turns shares
-    a few dozen connections (waiting briefly for one) instead of opening one connection per turn at the same
-    moment, which on a busy loop ended in connect timeouts.
-    """
+def script_client() -> ScriptClient:
+    """The Redis client (breaker states, rate limits) of the running event loop: one pipelined connection,
+    so a burst of hundreds of requests shares it instead of opening a connection each."""
     loop = asyncio.get_running_loop()
     client = _redis_clients.get(loop)
     if client is None:
         with _lock:
             client = _redis_clients.get(loop)
             if client is None:
-                pool = aioredis.BlockingConnectionPool.from_url(
-                    settings.REDIS_URL, max_connections=settings.ROUTING_REDIS_MAX_CONNECTIONS,
-                    timeout=settings.ROUTING_REDIS_TIMEOUT, socket_connect_timeout=settings.ROUTING_REDIS_TIMEOUT,
-                    socket_timeout=settings.ROUTING_REDIS_TIMEOUT,
-                )
-                client = aioredis.Redis(connection_pool=pool)
-                _redis_clients[loop] = client
+                client = _redis_clients[loop] = ScriptClient(settings.REDIS_URL,
+                                                             timeout=settings.ROUTING_REDIS_TIMEOUT)
     return client
 
 

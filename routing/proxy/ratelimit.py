@@ -12,13 +12,13 @@ up front and `arate_limit_settle` charges the rest (actual total − estimate) a
 negative, which makes the next requests wait. That is how a token budget per minute holds on average.
 """
 
-import asyncio
 import math
 from dataclasses import dataclass
 
 import redis
-import redis.asyncio as aredis
 from django.conf import settings
+
+from routing.transport import script_client
 
 from .auth import REVOKED_KEY, KeyIdentity
 
@@ -87,19 +87,6 @@ _LIMIT_NAMES = {
     ("key", "tpm"): "tokens per minute for this API key",
 }
 
-_state: dict = {}
-
-
-def _client() -> aredis.Redis:
-    """One async client per process and event loop (Django's ASGI handler has no lifespan to create it in)."""
-    loop = asyncio.get_running_loop()
-    if _state.get("loop") is not loop:
-        client = aredis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
-        _state.update(loop=loop, client=client, take=client.register_script(_TAKE),
-                      settle=client.register_script(_SETTLE))
-    return _state["client"]
-
-
 def _buckets(identity: KeyIdentity, kind: str) -> list[tuple[str, str, int]]:
     plan = identity.plan
     limits = {("tenant", "rpm"): plan.rpm_tenant, ("tenant", "tpm"): plan.tpm_tenant,
@@ -114,14 +101,13 @@ def _buckets(identity: KeyIdentity, kind: str) -> list[tuple[str, str, int]]:
 
 async def arate_limit_take(identity: KeyIdentity, *, tokens: int) -> Decision:
     """Take one request and `tokens` estimated tokens from every bucket of the key and its tenant."""
-    _client()
     buckets = _buckets(identity, "all")
     keys = [REVOKED_KEY.format(identity.key_id)] + [b[0] for b in buckets]
     args: list = []
     for key, _name, cap in buckets:
         args += [cap, 1 if key.endswith(":rpm") else max(tokens, 0)]
     args.append(BUCKET_TTL_MS)
-    allowed, wait_ms, which = await _state["take"](keys=keys, args=args)
+    allowed, wait_ms, which = await script_client().run(_TAKE, keys, args)
     if allowed == -1:
         return Decision(allowed=False, revoked=True)
     if allowed == 1:
@@ -135,12 +121,11 @@ async def arate_limit_settle(identity: KeyIdentity, *, tokens: int) -> None:
     buckets = _buckets(identity, "tpm")
     if not buckets or tokens == 0:
         return
-    _client()
     args: list = []
     for _key, _name, cap in buckets:
         args += [cap, tokens]
     args.append(BUCKET_TTL_MS)
-    await _state["settle"](keys=[b[0] for b in buckets], args=args)
+    await script_client().run(_SETTLE, [b[0] for b in buckets], args)
 
 
 def mark_revoked(key_id: int) -> None:
