@@ -378,6 +378,9 @@ async def _stream(runner: _Call, protocol: str) -> ProxyResponse:
 
 
 async def _relay(runner: _Call, protocol: str, facts: fmt.RouteFacts, first_text: str, pending):
+    """The answer's SSE events. Whatever the call has already queued goes out as one chunk: deltas that
+    arrived together (a provider's TCP read often holds several) cost one ASGI send and one socket write, not
+    one each; nothing waits to be batched, so a lone delta still goes out at once."""
     call = runner.call
     if protocol == ANTHROPIC:
         events = fmt.AnthropicEvents(facts)
@@ -386,34 +389,48 @@ async def _relay(runner: _Call, protocol: str, facts: fmt.RouteFacts, first_text
     else:
         events = fmt.OpenAIChunks(facts, call.include_usage)
         yield events.first(first_text)
+    queue = runner.queue
     try:
         while True:
-            item = pending or await runner.queue.get()
+            item = pending or await queue.get()
             pending = None
-            if item[0] == "delta":
-                if item[1]:
-                    yield events.delta(item[1])
-            elif item[0] == "done":
-                _, result, billed, _unsent = item
-                if result.finish_reason == FINISH_ERROR:
-                    error = ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
-                    yield events.error(error_payload(error, protocol, runner.request_id))
+            out: list[bytes] = []
+            while True:
+                if _relay_item(runner, protocol, events, item, out):
+                    yield b"".join(out)
                     return
-                if protocol == ANTHROPIC:
-                    yield events.finish(result.finish_reason, result.usage, result.cost, billed)
-                else:
-                    yield events.finish(result.finish_reason)
-                    if call.include_usage:
-                        yield events.usage(result.usage, result.cost, billed)
-                    yield events.done()
-                return
-            else:
-                yield events.error(error_payload(item[1], protocol, runner.request_id))
-                return
+                if queue.empty():
+                    break
+                item = queue.get_nowait()
+            if out:
+                yield b"".join(out)
     finally:
         # Normal end, client disconnect (CancelledError / GeneratorExit) alike: if the call is still
         # running, tell the core to stop; it then records the tokens so far.
         runner.client_gone = True
+
+
+def _relay_item(runner: _Call, protocol: str, events, item, out: list[bytes]) -> bool:
+    """Append one queue item's events to `out`; True when it ends the answer."""
+    if item[0] == "delta":
+        if item[1]:
+            out.append(events.delta(item[1]))
+        return False
+    if item[0] == "done":
+        _, result, billed, _unsent = item
+        if result.finish_reason == FINISH_ERROR:
+            error = ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
+            out.append(events.error(error_payload(error, protocol, runner.request_id)))
+        elif protocol == ANTHROPIC:
+            out.append(events.finish(result.finish_reason, result.usage, result.cost, billed))
+        else:
+            out.append(events.finish(result.finish_reason))
+            if runner.call.include_usage:
+                out.append(events.usage(result.usage, result.cost, billed))
+            out.append(events.done())
+        return True
+    out.append(events.error(error_payload(item[1], protocol, runner.request_id)))
+    return True
 
 
 async def handle_models(headers: Mapping[str, str]) -> ProxyResponse:
