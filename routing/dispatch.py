@@ -40,7 +40,7 @@ from .errors import (
 )
 from .policy import RoutePlan
 from .providers import adapter_for
-from .sse import SSEDecoder
+from .sse import SSEDecoder, SSELines
 from .transport import http_send
 from .types import (
     FINISH_CANCELLED,
@@ -92,23 +92,31 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
             if response.status_code >= 400:
                 raise adapter.classify_error(response.status_code, response.headers, await response.aread())
             state = adapter.new_stream_state()
-            decoder = SSEDecoder()
+            lines, decoder = SSELines(), SSEDecoder()
             finish = None
-            async for line in response.aiter_lines():
+            async for chunk in response.aiter_bytes():
                 if finish is not None:
                     # Read the (normally empty) rest of the body, so the connection goes back to the pool
                     # instead of being closed and re-opened for the next request.
                     continue
-                item = decoder.feed(line)
-                if item is None:
-                    continue
-                for event in adapter.parse_stream_event(state, item[0], item[1]):
-                    if isinstance(event, Finish):
-                        finish = event
+                for line in lines.feed(chunk):
+                    item = decoder.feed(line)
+                    if item is None:
+                        continue
+                    for event in adapter.parse_stream_event(state, item[0], item[1]):
+                        if isinstance(event, Finish):
+                            finish = event
+                            break
+                        yield event
+                    if finish is not None:
                         break
-                    yield event
-            if finish is None and (item := decoder.flush()) is not None:
-                finish = next((e for e in adapter.parse_stream_event(state, *item) if isinstance(e, Finish)), None)
+            if finish is None:
+                # An unterminated last line or event: only its finish (and usage) still counts.
+                tail = [decoder.feed(line) for line in lines.flush()] + [decoder.flush()]
+                for item in tail:
+                    if item is not None:
+                        finish = next((e for e in adapter.parse_stream_event(state, *item)
+                                       if isinstance(e, Finish)), finish)
             if finish is not None:
                 yield finish
                 return

@@ -8,7 +8,7 @@ import pytest
 
 from routing.errors import ProviderError
 from routing.providers import anthropic, openai_compat
-from routing.sse import SSEDecoder
+from routing.sse import SSEDecoder, SSELines
 from routing.types import ChatMessage, ChatRequest, Finish, TextDelta, Usage, UsageUpdate
 
 WIRE = Path(__file__).resolve().parent.parent / "wire"
@@ -37,6 +37,25 @@ def parse_sse(adapter, name):
     except ProviderError as exc:
         error = exc.kind
     return text, finish, usage, error
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 64, 4096])
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n", b"\r"], ids=["LF", "CRLF", "CR"])
+def test_stream_lines_are_the_same_however_the_bytes_are_split(size, ending):
+    for path in WIRE.glob("*.sse"):
+        expected = path.read_text().splitlines()
+        data = ending.join(line.encode() for line in expected) + ending
+        lines = SSELines()
+        got = [line for i in range(0, len(data), size) for line in lines.feed(data[i:i + size])]
+        assert got + lines.flush() == expected, (path.name, size)
+
+
+def test_an_unterminated_last_line_comes_out_on_flush():
+    lines = SSELines()
+    assert lines.feed(b"data: one\n\ndata: t") == ["data: one", ""]
+    assert lines.feed("wö".encode()[:2]) == []  # a character split across chunks waits for the rest
+    assert lines.feed("wö".encode()[2:]) == []
+    assert lines.flush() == ["data: twö"]
 
 
 def test_every_wire_file_names_its_source():
