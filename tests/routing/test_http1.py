@@ -216,3 +216,46 @@ def test_at_the_connection_limit_a_request_waits_for_a_free_connection_or_times_
 
     server, waited = run(go())
     assert waited.content == b"ok" and server.connections == 1
+
+
+@pytest.fixture
+def self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and its key, made with the openssl command line."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_https_is_verified_against_the_trusted_certificates(self_signed):
+    import ssl
+
+    cert, key = self_signed
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    trusting = ssl.create_default_context(cafile=str(cert))
+
+    async def go():
+        server = Server(ok(b"secret"))
+        server.server = await asyncio.start_server(server._handle, "127.0.0.1", 0, ssl=server_ctx)
+        url = f"https://127.0.0.1:{server.server.sockets[0].getsockname()[1]}/"
+        try:
+            transport = LeanHTTPTransport(ssl_context=trusting)
+            async with httpx.AsyncClient(transport=transport, timeout=2) as http:
+                answers = [(await http.post(url, content=b"{}")).content for _ in range(2)]
+            async with httpx.AsyncClient(transport=LeanHTTPTransport(), timeout=2) as http:
+                with pytest.raises(httpx.ConnectError):  # the system store does not trust it
+                    await http.post(url, content=b"{}")
+            return answers, server.connections
+        finally:
+            server.server.close()
+
+    answers, connections = run(go())
+    assert answers == [b"secret", b"secret"]
+    assert connections == 1  # kept alive for both calls (the refused handshake never reached the handler)
