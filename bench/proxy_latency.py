@@ -264,10 +264,19 @@ def bench_key() -> str:
     return api_key_create(tenant=tenant, name="bench", created_by=user)[1]
 
 
-def usage_rows() -> int:
+def usage_rows(*, settle: bool = False) -> int:
+    """The bench tenant's usage rows. A row lands just after its answer, so `settle` waits until the count
+    stops moving."""
     from billing.models import UsageRecord
 
-    return UsageRecord.objects.filter(tenant__slug="bench").count()
+    count = UsageRecord.objects.filter(tenant__slug="bench").count()
+    deadline = time.monotonic() + 10
+    while settle and time.monotonic() < deadline:
+        time.sleep(0.2)
+        previous, count = count, UsageRecord.objects.filter(tenant__slug="bench").count()
+        if count == previous:
+            break
+    return count
 
 
 # --- the run -------------------------------------------------------------------------------------------------
@@ -279,24 +288,31 @@ def requests_for(clients: int, scale: float) -> int:
 async def measure(targets: dict, *, scale: float) -> dict:
     """targets: name -> (url, path, body builder(stream) -> dict, headers). Returns results[name][mode][c]."""
     results: dict = {}
+    loads: dict = {}
     for name, (url, path, body_for, headers) in targets.items():
         await load(url, path, body_for(False), headers, clients=8, total=100)  # warm-up: pools, caches
         await load(url, path, body_for(True), headers, clients=8, total=50)
+        loads[name] = [os.getloadavg()[0]]
         for mode in ("json", "stream"):
             for clients in CONCURRENCY:
                 lat, ttfb, rps, errors = await load(url, path, body_for(mode == "stream"), headers,
                                                     clients=clients, total=requests_for(clients, scale))
+                loads[name].append(os.getloadavg()[0])
                 samples = ttfb if mode == "stream" else lat
                 results.setdefault(name, {}).setdefault(mode, {})[clients] = {
                     "p50": pct(samples, 0.5), "p99": pct(samples, 0.99), "rps": rps, "errors": errors,
                     "n": len(samples)}
+    # The machine is shared: say how loaded it was while each target was measured (1-minute load average).
+    results["_load"] = {name: (min(values), max(values)) for name, values in loads.items()}
     return results
 
 
 def report(results: dict, settings: dict) -> None:
     print()
+    load = results.pop("_load", {})
     for name, line in settings.items():
-        print(f"  {name:<10} {line}")
+        low, high = load.get(name, (float("nan"), float("nan")))
+        print(f"  {name:<10} {line}  [load average {low:.1f}–{high:.1f}]")
     direct = results["direct"]
     proxies = [n for n in results if n != "direct"]
     for mode, title in (("json", "non-streaming latency"), ("stream", "streaming time to first byte")):
@@ -365,7 +381,7 @@ def main() -> None:
         results = asyncio.run(measure(targets, scale=args.scale))
         report(results, settings)
         served = sum(r["n"] for mode in results["kiwiclaw"].values() for r in mode.values())
-        print(f"\nusage rows written by the bench tenant during the run: {usage_rows() - before} "
+        print(f"\nusage rows written by the bench tenant during the run: {usage_rows(settle=True) - before} "
               f"(measured proxied requests: {served}, plus warm-ups)")
         print(f"machine: {os.cpu_count()} cores; load generator in this process")
     finally:
