@@ -19,6 +19,8 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 
+from routing.transport import script_client
+
 ENTRY_DELTA = "d"
 ENTRY_END = "end"
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -122,8 +124,6 @@ class StreamPublisher:
     is dropped, so no text reaches the stream after the stop was set.
     """
 
-    _script = None
-
     def __init__(self, message_id):
         self.message_id = message_id
         self.stopped = False
@@ -136,8 +136,9 @@ class StreamPublisher:
         self._closed = asyncio.Event()  # cuts the pause between writes short at the end of the turn
         self._interval = _chat_setting("CHAT_STREAM_FLUSH_INTERVAL")
         self.client = async_redis()
-        if StreamPublisher._script is None:
-            StreamPublisher._script = self.client.register_script(_PUBLISH_LUA)
+        # The writes go through the routing core's pipelined script client (one connection per loop, EVALSHA):
+        # redis-py's asyncio client cost several times its CPU per call, and a worker makes thousands a second.
+        self.scripts = script_client()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def publish(self, text: str) -> None:
@@ -154,10 +155,9 @@ class StreamPublisher:
             while self._pending and not self.stopped:
                 batch, count = "".join(self._pending), len(self._pending)
                 self._pending.clear()
-                ok = await StreamPublisher._script(
-                    keys=[stream_key(self.message_id), cancel_key(self.message_id)],
+                ok = await self.scripts.run(
+                    _PUBLISH_LUA, keys=[stream_key(self.message_id), cancel_key(self.message_id)],
                     args=[batch, _chat_setting("CHAT_STREAM_MAX_AGE")],
-                    client=self.client,
                 )
                 if ok:
                     self.published += count
