@@ -242,8 +242,8 @@ ROUTING_READ_TIMEOUT = env.float("ROUTING_READ_TIMEOUT", default=60.0)
 ROUTING_POOL_MAX_CONNECTIONS = env.int("ROUTING_POOL_MAX_CONNECTIONS", default=1000)
 ROUTING_POOL_MAX_KEEPALIVE = env.int("ROUTING_POOL_MAX_KEEPALIVE", default=500)
 ROUTING_POOL_KEEPALIVE_EXPIRY = env.float("ROUTING_POOL_KEEPALIVE_EXPIRY", default=30.0)
-# Breaker state in Redis: connections per process (shared by all requests) and the wait/connect/read timeout.
-ROUTING_REDIS_MAX_CONNECTIONS = env.int("ROUTING_REDIS_MAX_CONNECTIONS", default=32)
+# Breaker, rate-limit and stream-publish scripts in Redis (one pipelined connection per event loop,
+# routing/resp.py): the connect/reply timeout.
 ROUTING_REDIS_TIMEOUT = env.float("ROUTING_REDIS_TIMEOUT", default=5.0)
 # Overall deadline for an answer to start (all fallbacks and retries), and the retries on the last endpoint.
 ROUTING_DEADLINE_SECONDS = env.float("ROUTING_DEADLINE_SECONDS", default=90.0)
