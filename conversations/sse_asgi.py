@@ -22,6 +22,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import parse_cookie
 from django.middleware.csrf import CsrfViewMiddleware
 
+from kiwiclaw.asgi_tools import until_gone, wait_disconnect
 from tenants.models import Tenant, User
 
 from . import sse
@@ -70,8 +71,8 @@ async def serve(scope, receive, send) -> bool:
     tenant, user = Tenant(pk=tenant_id), User(pk=user_id)  # the selectors only use their ids
 
     def final():
-        return sse.final_html_pooled(tenant=tenant, user=user, conversation_id=conversation_id, message_id=message_id,
-                              request=_render_request(scope))
+        return sse.final_html_pooled(tenant=tenant, user=user, conversation_id=conversation_id,
+                                     message_id=message_id, request=_render_request(scope))
 
     stream = sse.events(message_id=message_id, cursor=sse.cursor_from(_header(scope, b"last-event-id")),
                         final=final)
@@ -82,18 +83,13 @@ async def serve(scope, receive, send) -> bool:
             await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def gone():
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    pumping, watching = asyncio.ensure_future(pump()), asyncio.ensure_future(gone())
+    pumping, gone = asyncio.ensure_future(pump()), asyncio.ensure_future(wait_disconnect(receive))
     try:
         # A client that leaves cancels the pump, which ends the Redis read at its next await.
-        await asyncio.wait({pumping, watching}, return_when=asyncio.FIRST_COMPLETED)
+        await until_gone(pumping, gone)
     finally:
-        for task in (pumping, watching):
-            task.cancel()
-        await asyncio.gather(pumping, watching, return_exceptions=True)
+        pumping.cancel()  # (done already, unless this request itself is being cancelled)
+        gone.cancel()
         await stream.aclose()
     if pumping.done() and not pumping.cancelled() and pumping.exception() is not None:
         logger.error("SSE stream of message %s broke off", message_id, exc_info=pumping.exception())

@@ -23,6 +23,8 @@ saving.
 import asyncio
 import gc
 
+from kiwiclaw.asgi_tools import until_gone, wait_disconnect
+
 from .errors import ANTHROPIC, OPENAI, ProxyError
 from .handler import ProxyResponse, error_response, handle, handle_models, max_body_bytes, new_request_id
 
@@ -81,22 +83,6 @@ async def _admit(scope, receive):
     return protocol, headers, body
 
 
-async def _wait_disconnect(receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
-async def _until_gone(task: asyncio.Task, gone: asyncio.Task) -> bool:
-    """Wait for `task`; if the client leaves first, cancel it (the handler then tells the call to stop, and
-    the call still writes its usage row). Returns True when the client left."""
-    await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        return False
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return True
-
-
 async def app(scope, receive, send) -> None:
     try:
         admitted = await _admit(scope, receive)
@@ -106,10 +92,10 @@ async def app(scope, receive, send) -> None:
         return await _send(admitted, send)
     protocol, headers, body = admitted
     # One reader of `receive` for the rest of the request: it only reports the client leaving.
-    gone = asyncio.ensure_future(_wait_disconnect(receive))
+    gone = asyncio.ensure_future(wait_disconnect(receive))
     try:
         work = asyncio.ensure_future(handle_models(headers) if protocol is None else handle(protocol, headers, body))
-        if await _until_gone(work, gone):
+        if await until_gone(work, gone):
             return
         resp = work.result()
         try:
@@ -123,7 +109,7 @@ async def app(scope, receive, send) -> None:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
 
             try:
-                await _until_gone(asyncio.ensure_future(pump()), gone)
+                await until_gone(asyncio.ensure_future(pump()), gone)
             finally:
                 await resp.stream.aclose()  # runs the relay's `finally`: a call still running is told to stop
         finally:

@@ -162,3 +162,22 @@ def stream_deltas(client, message_id) -> list[str]:
 
 
 __all__ = ["Conversation", "Message", "integration", "wait_for", "wait_finished", "stream_deltas"]
+
+
+def parse_sse(raw: str) -> list[dict]:
+    """The events of an SSE body: dicts of their fields, `data` lines joined with newlines; comments and the
+    retry hint left out."""
+    events = []
+    for block in raw.split("\n\n"):
+        if not block.strip() or block.startswith(":") or block.startswith("retry:"):
+            continue
+        event = {"data": []}
+        for line in block.split("\n"):
+            field, _, value = line.partition(": ")
+            if field == "data":
+                event["data"].append(value)
+            else:
+                event[field] = value
+        event["data"] = "\n".join(event["data"])
+        events.append(event)
+    return events

@@ -12,7 +12,7 @@ from conversations import services
 from conversations.models import Message
 from conversations.streams import stream_key
 
-from .conftest import integration, stream_deltas, wait_finished, wait_for
+from .conftest import integration, parse_sse, stream_deltas, wait_finished, wait_for
 
 pytestmark = [integration, pytest.mark.slow]
 
@@ -86,23 +86,6 @@ def test_sigkilled_worker_before_first_delta_requeues_and_completes(worker_proce
 # --- SSE ---
 
 
-def _parse(raw: str) -> list[dict]:
-    events = []
-    for block in raw.split("\n\n"):
-        if not block.strip() or block.startswith(":") or block.startswith("retry:"):
-            continue
-        event = {"data": []}
-        for line in block.split("\n"):
-            field, _, value = line.partition(": ")
-            if field == "data":
-                event["data"].append(value)
-            else:
-                event[field] = value
-        event["data"] = "\n".join(event["data"])
-        events.append(event)
-    return events
-
-
 async def _read(client, url, *, headers=None, stop_after_deltas=None) -> tuple[int, list[dict]]:
     response = await client.get(url, headers=headers or {})
     if response.status_code != 200:
@@ -113,7 +96,7 @@ async def _read(client, url, *, headers=None, stop_after_deltas=None) -> tuple[i
     try:
         async for chunk in iterator:
             raw += chunk.decode()
-            events = _parse(raw)
+            events = parse_sse(raw)
             deltas = [e for e in events if e.get("event") == "delta"]
             if stop_after_deltas and len(deltas) >= stop_after_deltas:
                 break  # the client goes away mid-stream

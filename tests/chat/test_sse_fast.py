@@ -14,7 +14,7 @@ from conversations.models import Message
 from conversations.streams import ENTRY_DELTA, ENTRY_END, stream_key
 from kiwiclaw.asgi import application
 
-from .conftest import integration
+from .conftest import integration, parse_sse
 
 pytestmark = integration
 
@@ -49,21 +49,6 @@ def _get(url, cookies, headers=None) -> httpx.Response:
     return async_to_sync(run)()
 
 
-def _events(text: str) -> list[dict]:
-    events = []
-    for block in text.split("\n\n"):
-        event = {}
-        for line in block.splitlines():
-            field, _, value = line.partition(": ")
-            if field in ("id", "event"):
-                event[field] = value
-            elif field == "data":
-                event["data"] = event.get("data", "") + value
-        if "event" in event:
-            events.append(event)
-    return events
-
-
 def _finish(answer: Message, chat_redis, parts: list[str]) -> None:
     """What the worker does: deltas into the stream, the final state into the database, then the end marker."""
     for part in parts:
@@ -83,7 +68,7 @@ def test_a_token_url_streams_without_django_middleware(alice, alice_chat, chat_s
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
     assert "x-frame-options" not in response.headers  # Django's middleware never ran
-    events = _events(response.text)
+    events = parse_sse(response.text)
     assert [e["event"] for e in events] == ["delta", "delta", "delta", "final"]
     assert events[2]["data"] == "<span>&lt;b&gt;birds&lt;/b&gt;.</span>"
     final = events[-1]["data"]
@@ -102,8 +87,8 @@ def test_last_event_id_resumes_on_the_fast_path(alice, alice_chat, chat_settings
     client = _login(alice)
     answer, url = _send(client, alice_chat)
     _finish(answer, chat_redis, ["one ", "two ", "three"])
-    first = _events(_get(url, _cookies(client)).text)
-    rest = _events(_get(url, _cookies(client), headers={"Last-Event-ID": first[0]["id"]}).text)
+    first = parse_sse(_get(url, _cookies(client)).text)
+    rest = parse_sse(_get(url, _cookies(client), headers={"Last-Event-ID": first[0]["id"]}).text)
     assert [e["data"] for e in rest if e["event"] == "delta"] == ["<span>two </span>", "<span>three</span>"]
 
 
@@ -113,7 +98,7 @@ def test_an_expired_stream_ends_with_the_final_state_from_the_database(alice, al
     answer, url = _send(client, alice_chat)
     _finish(answer, chat_redis, ["all done"])
     chat_redis.delete(stream_key(answer.pk))  # as after the stream expired
-    events = _events(_get(url, _cookies(client)).text)
+    events = parse_sse(_get(url, _cookies(client)).text)
     assert [e["event"] for e in events] == ["final"]
     assert "all done" in events[0]["data"]
 
