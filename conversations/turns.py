@@ -63,10 +63,10 @@ def turn_run(*, message_id: int) -> None:
     # The heartbeat exists before the claim, so the sweeper never sees a claimed turn without one.
     streams.heartbeat_set(message_id, run_id)
     try:
-        message = services.turn_claim(message_id=message_id, run_id=run_id)
-        if message is None:
+        claimed = services.turn_claim(message_id=message_id, run_id=run_id)
+        if claimed is None:
             return
-        request = services.turn_request(message=message)
+        message, request = claimed
     finally:
         _release_db()
     _count(+1)

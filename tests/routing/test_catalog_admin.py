@@ -69,3 +69,28 @@ def test_staff_routing_page_shows_breaker_state(client, carol, redis_client):
     html = response.content.decode()
     assert 'data-endpoint="claude-opus-4-6"' in html and 'data-state="open"' in html
     assert 'data-state="closed"' in html
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_catalog_is_reloaded_in_the_background(settings):
+    """Past its TTL the snapshot still answers (no query on the request path) while one thread reloads it; past
+    twice the TTL it is not used at all."""
+    import time
+
+    from routing import catalog
+
+    settings.ROUTING_CATALOG_TTL_SECONDS = 10.0
+    old = catalog.catalog_get()
+    ModelEndpoint.objects.filter(slug="kimi-k2.5").update(price_output=Decimal("4"))  # no invalidation
+    assert catalog.catalog_cached() is old  # fresh: kept
+
+    catalog._cached = (time.monotonic() - 15, old)  # stale, but within twice the TTL
+    assert catalog.catalog_cached() is old
+    deadline = time.monotonic() + 10
+    while catalog.catalog_cached() is old and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert catalog.catalog_cached().endpoints["kimi-k2.5"].prices.output == Decimal("4")
+
+    catalog._cached = (time.monotonic() - 25, old)  # too old to use
+    assert catalog.catalog_cached() is None
+    assert catalog.catalog_get().endpoints["kimi-k2.5"].prices.output == Decimal("4")
