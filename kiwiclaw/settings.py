@@ -94,13 +94,14 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "kiwiclaw.cache.SharedRedisCache",  # Django's, sharing one client per process
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "kc",
     }
 }
 
-SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# Sessions live in Postgres and are read through the Redis cache: every page and form post loads one.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 AUTH_USER_MODEL = "tenants.User"
 LOGIN_URL = "login"
