@@ -24,8 +24,13 @@ def conversation_list(*, tenant: Tenant, user: User, search: str = "") -> QueryS
 
 
 def conversation_get(*, tenant: Tenant, user: User, conversation_id) -> Conversation:
-    """Raises Conversation.DoesNotExist for a missing id, another tenant's and another member's alike."""
-    return conversation_list(tenant=tenant, user=user).select_related("tenant__plan").get(pk=conversation_id)
+    """Raises Conversation.DoesNotExist for a missing id, another tenant's and another member's alike.
+
+    The row matched the caller's tenant and user, so those very objects (the tenant with its plan, as the
+    middleware loaded it) are attached instead of joined and loaded again."""
+    conversation = Conversation.objects.filter(tenant=tenant, owner=user).get(pk=conversation_id)
+    conversation.tenant, conversation.owner = tenant, user
+    return conversation
 
 
 def conversation_cost(*, tenant: Tenant, user: User, conversation: Conversation) -> Decimal:

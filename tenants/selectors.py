@@ -11,7 +11,13 @@ def membership_list_for_user(*, user: User) -> QuerySet[Membership]:
 
 
 def membership_get_for_user(*, user: User, tenant_id) -> Membership | None:
-    return membership_list_for_user(user=user).filter(tenant_id=tenant_id).first()
+    """The user's membership of one tenant (there is at most one), with the tenant and its plan. Read on every
+    page and form post by the tenant middleware: no ordering, no join beyond the two it needs."""
+    rows = list(Membership.objects.select_related("tenant__plan").filter(user=user, tenant_id=tenant_id).order_by()[:1])
+    if not rows:
+        return None
+    rows[0].user = user
+    return rows[0]
 
 
 def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
