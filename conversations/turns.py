@@ -60,8 +60,8 @@ def turn_loop() -> asyncio.AbstractEventLoop:
 def turn_run(*, message_id: int) -> None:
     """Run one turn end to end. Safe to call twice for the same message: only a queued message is claimed."""
     run_id = uuid.uuid4()
-    # The heartbeat exists before the claim, so the sweeper never sees a claimed turn without one.
-    streams.heartbeat_set(message_id, run_id)
+    # The heartbeat starts with the stream (`_heartbeat`), a moment after the claim: the sweeper only judges turns
+    # that started more than CHAT_HEARTBEAT_TTL ago, so it never mistakes a just-claimed turn for a dead one.
     try:
         claimed = services.turn_claim(message_id=message_id, run_id=run_id)
         if claimed is None:

@@ -1,6 +1,7 @@
 """The turn runner's claim: one statement takes a queued turn and returns its tenant, plan and history."""
 
 import uuid
+from decimal import Decimal
 
 import pytest
 from django.forms.models import model_to_dict
@@ -75,3 +76,54 @@ def test_claim_fails_a_suspended_tenants_turn(alice_chat, acme, chat_redis):
     assert services.turn_claim(message_id=answer.pk, run_id=uuid.uuid4()) is None
     row = Message.objects.get(pk=answer.pk)
     assert row.status == "failed" and "suspended" in row.error
+
+
+def test_send_writes_both_rows_and_names_the_chat_in_one_statement(alice_chat, chat_redis, django_assert_num_queries):
+    from conversations.models import Conversation
+
+    _send(alice_chat, "Warm up")  # loads the catalog and the month's spend
+    untitled = Conversation.objects.create(tenant=alice_chat.tenant, owner=alice_chat.owner)
+    with django_assert_num_queries(1):
+        answer = _send(untitled, "What is a kiwi?")
+    question = Message.objects.get(pk=answer.parent_id)
+    assert question.pk < answer.pk  # reading order: the question first
+    assert (question.role, question.content, question.status) == ("user", "What is a kiwi?", "done")
+    assert (answer.role, answer.status, answer.tier, answer.attempts) == ("assistant", "queued", "auto", [])
+    untitled.refresh_from_db()
+    assert untitled.title == "What is a kiwi?"
+
+
+def test_refused_send_leaves_nothing(alice_chat, acme, chat_redis):
+    acme.plan.monthly_cap = Decimal("0")
+    acme.plan.save()
+    before = (alice_chat.title, alice_chat.updated_at)
+    with pytest.raises(services.ChatRefused):
+        _send(alice_chat, "What is a kiwi?")
+    assert not Message.objects.exists()
+    alice_chat.refresh_from_db()
+    assert (alice_chat.title, alice_chat.updated_at) == before
+
+
+@pytest.mark.parametrize("cap", [None, Decimal("0")], ids=["within-budget", "over-budget"])
+def test_rescued_turn_is_held_again_before_it_is_enqueued(alice_chat, acme, chat_redis, settings, monkeypatch, cap):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from billing.models import UsageRecord
+
+    enqueued = []
+    monkeypatch.setattr(services, "_enqueue", enqueued.append)
+    answer = _send(alice_chat, "What is a kiwi?")  # a send whose enqueue never happened (its process died)
+    Message.objects.filter(pk=answer.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.CHAT_QUEUED_RESCUE_AFTER + 1))
+    acme.plan.monthly_cap = cap
+    acme.plan.save()
+    counts = services.turn_sweep_stale()
+    row = Message.objects.get(pk=answer.pk)
+    if cap is None:
+        assert (counts["rescued"], enqueued, row.status) == (1, [answer.pk], "queued")
+    else:
+        assert (counts["rescued"], enqueued, row.status) == (0, [], "failed")
+        assert "budget" in row.error.lower() or "cap" in row.error.lower(), row.error
+        assert not UsageRecord.objects.exists()
