@@ -39,6 +39,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -145,59 +146,106 @@ def setup_people():
     return tenant, user, session.session_key
 
 
-def _has_text(line: str) -> bool:
-    """An OpenAI-format chunk carrying answer text (the first chunk only says role=assistant, content "")."""
-    if not line.startswith("data: {"):
-        return False
-    choices = orjson.loads(line[6:]).get("choices") or [{}]
-    return bool(choices[0].get("delta", {}).get("content"))
+class Raw:
+    """One keep-alive HTTP/1.1 connection of the load generator: asyncio streams and a byte scan, nothing more.
+
+    The load generator shares the two cores with everything it measures, so it should cost as little as it can:
+    reading 50 streams through httpx took about a quarter of a core. A turn uses two connections as a browser
+    would (one for its posts, one for the event stream), and reuses them for its next turn."""
+
+    def __init__(self, url: str, headers: bytes = b""):
+        parts = urlsplit(url)
+        self.host, self.port, self.headers = parts.hostname, parts.port, headers
+        self.reader = self.writer = None
+
+    async def send(self, method: str, path: str, body: bytes = b"", headers: bytes = b"") -> int | None:
+        """Send a request and read its head; returns its Content-Length (None for a chunked body)."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        length = f"Content-Length: {len(body)}\r\n".encode() if body else b""
+        self.writer.write(f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n".encode() + length + self.headers
+                          + headers + b"\r\n" + body)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        if head[9:12] != b"200":
+            raise RuntimeError(f"{method} {path}: {head.decode(errors='replace')}")
+        match = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        return int(match[1]) if match else None
+
+    async def body(self, length: int | None) -> bytes:
+        if length is not None:
+            return await self.reader.readexactly(length)
+        return b"".join([chunk async for chunk in self.chunks()])
+
+    async def chunks(self):
+        """The raw bytes of a chunked body as they arrive (framing included), until its last chunk."""
+        tail = b""
+        while True:
+            data = await self.reader.read(65536)
+            if not data:
+                raise ConnectionError("closed mid-body")
+            yield data
+            tail = (tail + data)[-7:]
+            if tail.endswith(b"\r\n0\r\n\r\n") or tail == b"0\r\n\r\n":
+                return
+
+    def close(self):
+        if self.writer is not None:
+            self.writer.close()
 
 
-async def provider_first_token(client: httpx.AsyncClient, url: str) -> float:
+TEXT = re.compile(rb'"content": ?"[^"]')  # a chunk carrying answer text (the first one only says role=assistant)
+
+
+async def provider_first_token(conn: Raw) -> float:
     t0 = time.perf_counter()
-    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hello"}]}
-    async with client.stream("POST", f"{url}/v1/chat/completions", json=body,
-                             headers={"authorization": "Bearer x"}) as response:
-        first, buffer = None, b""
-        async for chunk in response.aiter_raw():
-            if first is None:  # lines are looked at only until the first text; the rest is just read
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                if any(_has_text(line.decode()) for line in lines):
-                    first = time.perf_counter() - t0
-        return first  # the whole answer is read, so the provider streams it as it would to the worker
-
-
-async def turn(client: httpx.AsyncClient, conversation_id: int) -> tuple[float | None, float]:
-    """(POST -> first SSE delta, POST answered), in seconds."""
-    t0 = time.perf_counter()
-    response = await client.post(f"/chat/{conversation_id}/messages/", data={"text": "Tell me a story"})
-    response.raise_for_status()
-    posted = time.perf_counter() - t0
-    stream_url = re.search(r'sse-connect="([^"]+)"', response.text).group(1)
+    body = orjson.dumps({"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "hello"}]})
+    await conn.send("POST", "/v1/chat/completions", body, b"Content-Type: application/json\r\n")
     first, tail = None, b""
-    # Raw bytes, no line parsing: the load generator shares the machine and should cost it as little as it can.
-    async with client.stream("GET", stream_url) as sse:
-        async for chunk in sse.aiter_raw():
+    async for chunk in conn.chunks():  # the whole answer is read, so the provider streams it as it would to the worker
+        if first is None:
             seen = tail + chunk
-            if first is None and b"event: delta" in seen:
+            if TEXT.search(seen):
                 first = time.perf_counter() - t0
-            if b"event: final" in seen:
-                break
-            tail = seen[-16:]
+            tail = seen[-32:]
+    return first
+
+
+FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"
+
+
+async def turn(conns: tuple[Raw, Raw], conversation_id: int) -> tuple[float | None, float]:
+    """(POST -> first SSE delta, POST answered), in seconds."""
+    posts, events = conns
+    t0 = time.perf_counter()
+    html = await posts.body(await posts.send("POST", f"/chat/{conversation_id}/messages/", b"text=Tell+me+a+story",
+                                             FORM))
+    posted = time.perf_counter() - t0
+    stream_url = re.search(rb'sse-connect="([^"]+)"', html)[1].decode()
+    await events.send("GET", stream_url)
+    first, tail = None, b""
+    async for chunk in events.chunks():
+        seen = tail + chunk
+        if first is None and b"event: delta" in seen:
+            first = time.perf_counter() - t0
+        tail = seen[-16:]
     return first, posted
 
 
-def web_client(web: str, session_key: str) -> httpx.AsyncClient:
+def web_conns(web: str, session_key: str, n: int) -> list[tuple[Raw, Raw]]:
     csrf = secrets.token_hex(16)
-    headers = {"cookie": f"sessionid={session_key}; csrftoken={csrf}", "x-csrftoken": csrf, "hx-request": "true"}
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    return httpx.AsyncClient(base_url=web, timeout=120, headers=headers, limits=limits)
+    headers = f"Cookie: sessionid={session_key}; csrftoken={csrf}\r\nX-CSRFToken: {csrf}\r\nHX-Request: true\r\n"
+    return [(Raw(web, headers.encode()), Raw(web, headers.encode())) for _ in range(n)]
 
 
-def provider_client() -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
-    return httpx.AsyncClient(timeout=120, limits=limits)
+def provider_conns(url: str, n: int) -> list[Raw]:
+    return [Raw(url, b"Authorization: Bearer x\r\n") for _ in range(n)]
+
+
+def close(conns):
+    for conn in conns:
+        for c in conn if isinstance(conn, tuple) else (conn,):
+            c.close()
 
 
 async def burst(fn, n):
@@ -247,12 +295,13 @@ def part0(web_url, fake_url, tenant, user, session_key):
     convs = conversations(tenant, user, 5, "solo")
 
     async def run():
-        async with provider_client() as pc, web_client(web_url, session_key) as wc:
-            direct, turns = [], []
-            for conv in convs:
-                direct.append(await provider_first_token(pc, fake_url))
-                turns.append(await turn(wc, conv))
-            return direct, turns
+        pc, wc = provider_conns(fake_url, 1), web_conns(web_url, session_key, 1)
+        direct, turns = [], []
+        for conv in convs:
+            direct.append(await provider_first_token(pc[0]))
+            turns.append(await turn(wc[0], conv))
+        close(pc + wc)
+        return direct, turns
 
     direct, turns = asyncio.run(run())
     print(f"(0) one turn at a time, {TOKENS} tokens at {DELAY_MS} ms")
@@ -265,10 +314,11 @@ def part1(web_url, fake_url, tenant, user, session_key, n=50, rounds=3):
     convs = conversations(tenant, user, n, "burst")
 
     async def run_burst():
-        async with provider_client() as pc:
-            direct = await burst(lambda _i: provider_first_token(pc, fake_url), n)
-        async with web_client(web_url, session_key) as wc:
-            turns = await burst(lambda i: turn(wc, convs[i]), n)
+        pc = provider_conns(fake_url, n)
+        direct = await burst(lambda i: provider_first_token(pc[i]), n)
+        wc = web_conns(web_url, session_key, n)
+        turns = await burst(lambda i: turn(wc[i], convs[i]), n)
+        close(pc + wc)
         return direct, turns
 
     report_latency("burst ", *asyncio.run(run_burst()))
@@ -276,10 +326,11 @@ def part1(web_url, fake_url, tenant, user, session_key, n=50, rounds=3):
     convs = conversations(tenant, user, n * rounds, "steady")
 
     async def run_steady():
-        async with provider_client() as pc:
-            direct = await steady(lambda _i: provider_first_token(pc, fake_url), n, rounds)
-        async with web_client(web_url, session_key) as wc:
-            turns = await steady(lambda i: turn(wc, convs[i]), n, rounds)
+        pc = provider_conns(fake_url, n)
+        direct = await steady(lambda i: provider_first_token(pc[i // rounds]), n, rounds)
+        wc = web_conns(web_url, session_key, n)
+        turns = await steady(lambda i: turn(wc[i // rounds], convs[i]), n, rounds)
+        close(pc + wc)
         return direct, turns
 
     report_latency("steady", *asyncio.run(run_steady()))
@@ -329,6 +380,10 @@ def main():
     args = parser.parse_args()
     parts = set(args.only.split(","))
     tenant, user, session_key = setup_people()
+    with connection.cursor() as cursor:
+        # Planner statistics as autovacuum keeps them in a deployment (this machine runs Postgres without it):
+        # with stale ones, the history query walked the whole tenant instead of one conversation.
+        cursor.execute("ANALYZE conversations_message, conversations_conversation")
     print(f"start [{load()}]")
     env = dict(os.environ, DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost")
     fake, fake_url = start([sys.executable, "-m", "routing.fake_provider", "--port", "0"], env,
@@ -347,8 +402,9 @@ def main():
         convs = conversations(tenant, user, 5, "warm")
 
         async def warm():
-            async with web_client(web_url, session_key) as wc:
-                await burst(lambda i: turn(wc, convs[i]), 5)
+            wc = web_conns(web_url, session_key, 5)
+            await burst(lambda i: turn(wc[i], convs[i]), 5)
+            close(wc)
 
         asyncio.run(warm())
         if "0" in parts:
