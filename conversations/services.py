@@ -181,7 +181,8 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
     Enter and the first word, and as a transaction of ORM calls it was six round trips and ~5 ms of CPU. The
     hold is keyed by the answer's id, so it comes right after; a refused hold deletes the rows again and puts
     the conversation back, so a refused send leaves nothing. (Should the process die in between, the queued
-    answer is found by the heartbeat sweeper, which reserves again before it enqueues.)
+    answer is found by the heartbeat sweeper, which reserves again before it enqueues.) Call it outside a
+    transaction: a caller's rollback would leave the hold in place until it expires.
     """
     tenant = conversation.tenant
     answer = Message(tenant=tenant, conversation=conversation, role=Message.ROLE_ASSISTANT,
