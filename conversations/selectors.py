@@ -28,7 +28,7 @@ def conversation_get(*, tenant: Tenant, user: User, conversation_id) -> Conversa
 
     The row matched the caller's tenant and user, so those very objects (the tenant with its plan, as the
     middleware loaded it) are attached instead of joined and loaded again."""
-    conversation = Conversation.objects.filter(tenant=tenant, owner=user).get(pk=conversation_id)
+    conversation = conversation_list(tenant=tenant, user=user).get(pk=conversation_id)
     conversation.tenant, conversation.owner = tenant, user
     return conversation
 

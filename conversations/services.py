@@ -137,16 +137,23 @@ def message_stop(*, message: Message) -> Message:
     if message.is_finished:
         return message
     streams.stop_flag_set(message.pk)
-    with transaction.atomic():
-        cancelled = Message.objects.filter(pk=message.pk, status=Message.STATUS_QUEUED).update(
-            status=Message.STATUS_CANCELLED, finished_at=timezone.now(), error="Stopped before it started."
-        )
-        if cancelled:
-            tenant, key = message.tenant, message.usage_key
-            transaction.on_commit(lambda: _after_unbilled_end(tenant=tenant, key=key, message_id=message.pk,
-                                                             status=Message.STATUS_CANCELLED))
+    _end_queued(message=message, status=Message.STATUS_CANCELLED, error="Stopped before it started.")
     message.refresh_from_db()
     return message
+
+
+def _end_queued(*, message: Message, status: str, error: str) -> bool:
+    """End a turn no worker has claimed yet (the UPDATE re-checks `queued`, so a claim racing it wins or loses
+    whole): unbilled, its reservation released, its stream ended. Returns whether it was still queued."""
+    with transaction.atomic():
+        ended = Message.objects.filter(pk=message.pk, status=Message.STATUS_QUEUED).update(
+            status=status, finished_at=timezone.now(), error=error
+        )
+        if ended:
+            tenant, key = message.tenant, message.usage_key
+            transaction.on_commit(lambda: _after_unbilled_end(tenant=tenant, key=key, message_id=message.pk,
+                                                             status=status))
+    return bool(ended)
 
 
 def _clean_text(text) -> str:
@@ -192,16 +199,24 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
     conversation.title = title or conversation.title
     history = _insert_turn(conversation=conversation, question=question, answer=answer)
     try:
-        cost = estimate_max_cost(tenant=tenant, tier=conversation.tier,
-                                 request=turn_request(message=answer, history=history))
-        budget_reserve(tenant=tenant, key=answer.usage_key, cost=cost)
-    except (BudgetExceeded, RoutingError) as exc:
+        _hold_budget(message=answer, request=turn_request(message=answer, history=history))
+    except ChatRefused:
         Message.objects.filter(pk__in=[answer.pk] if retry_of else [answer.pk, question.pk]).delete()
         Conversation.objects.filter(pk=conversation.pk).update(title=before[0], updated_at=before[1])
         conversation.title, conversation.updated_at = before
-        raise ChatRefused(str(exc)) from exc
+        raise
     transaction.on_commit(lambda: _enqueue(answer.pk))  # at once, unless a caller's transaction is open
     return answer
+
+
+def _hold_budget(*, message: Message, request: ChatRequest) -> None:
+    """Reserve the turn's estimated maximum cost under its usage key (again: the same key replaces the hold).
+    Raises ChatRefused with the reason (budget exhausted, no endpoint for the tier)."""
+    try:
+        cost = estimate_max_cost(tenant=message.tenant, tier=message.tier, request=request)
+        budget_reserve(tenant=message.tenant, key=message.usage_key, cost=cost)
+    except (BudgetExceeded, RoutingError) as exc:
+        raise ChatRefused(str(exc)) from exc
 
 
 def _insert_values(message: Message, *, parent: str | None = None) -> tuple[str, str, list]:
@@ -282,7 +297,7 @@ def _columns(alias: str, model, attnames=None) -> str:
     fields = model._meta.concrete_fields
     if attnames is not None:
         fields = [model._meta.get_field(name) for name in attnames]  # get_field takes an FK's attname too
-    return ", ".join(f'{alias}."{f.column}"' for f in fields)
+    return ", ".join(f"{alias}.{connection.ops.quote_name(f.column)}" for f in fields)
 
 
 def _attnames(model) -> list[str]:
@@ -496,15 +511,9 @@ def _reserve_again(message: Message) -> bool:
     also covers a send whose process died between its insert and its hold). A refused hold fails the turn,
     unbilled, with the reason."""
     try:
-        cost = estimate_max_cost(tenant=message.tenant, tier=message.tier, request=turn_request(message=message))
-        budget_reserve(tenant=message.tenant, key=message.usage_key, cost=cost)
-    except (BudgetExceeded, RoutingError) as exc:
-        with transaction.atomic():
-            if Message.objects.filter(pk=message.pk, status=Message.STATUS_QUEUED).update(
-                status=Message.STATUS_STREAMING
-            ):
-                message.status = Message.STATUS_STREAMING
-                _mark_failed(message, error=str(exc))
+        _hold_budget(message=message, request=turn_request(message=message))
+    except ChatRefused as exc:
+        _end_queued(message=message, status=Message.STATUS_FAILED, error=str(exc))
         return False
     return True
 

@@ -85,10 +85,6 @@ def stream_text(message_id) -> tuple[str, int]:
     return "".join(parts), len(parts)
 
 
-def heartbeat_set(message_id, run_id) -> None:
-    sync_redis().set(heartbeat_key(message_id), str(run_id), ex=_chat_setting("CHAT_HEARTBEAT_TTL"))
-
-
 def heartbeat_alive(message_id) -> bool:
     return bool(sync_redis().exists(heartbeat_key(message_id)))
 
