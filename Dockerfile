@@ -10,6 +10,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 RUN useradd --create-home --uid 1000 kiwiclaw
 
+# LightGBM (the smart router's scorer) links the system OpenMP runtime, which the slim image lacks.
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+
 COPY . .
 # Editable install: settings find templates/ and static/ next to the code (BASE_DIR), so the code stays here.
 RUN pip install -e . \

@@ -260,6 +260,7 @@ ROUTING_DEFAULT_MAX_TOKENS = env.int("ROUTING_DEFAULT_MAX_TOKENS", default=4096)
 ROUTING_MAX_TOKENS_LIMIT = env.int("ROUTING_MAX_TOKENS_LIMIT", default=64000)
 # How long a process keeps its in-memory copy of the model catalog (admin edits show up within this time).
 ROUTING_CATALOG_TTL_SECONDS = env.float("ROUTING_CATALOG_TTL_SECONDS", default=10.0)
+ROUTING_EVAL_DATA = Path(env.str("ROUTING_EVAL_DATA", default=str(BASE_DIR.parent / "shared" / "data" / "routing-eval" / "mmlu.jsonl.gz")))
 # --- end Routing core ---
 
 # --- Chat (conversations/) ----------------------------------------------------------------------------------
