@@ -45,6 +45,17 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(**MONEY, help_text="Provider cost in USD.")
     markup_percent = models.DecimalField(max_digits=6, decimal_places=2, help_text="The plan's markup when recorded.")
     billed = models.DecimalField(**MONEY, help_text="Billed USD = cost × (1 + markup/100).")
+    # Routing facts. `tier` is the tier that answered; `requested_tier` what the caller asked for (empty for a
+    # model named explicitly, and on rows from before it was recorded). Smart Auto's decision is kept for Auto
+    # requests it scored, and `counterfactual_cost` — the same tokens at the MAX chain's first model's prices —
+    # for every Auto request, so savings are sums over the ledger.
+    requested_tier = models.CharField(max_length=10, choices=TIER_CHOICES, blank=True, default="")
+    route_score = models.FloatField(null=True, blank=True)
+    route_threshold = models.FloatField(null=True, blank=True)
+    route_escalated = models.BooleanField(null=True, blank=True)
+    router_version = models.CharField(max_length=40, blank=True, default="")
+    counterfactual_cost = models.DecimalField(**MONEY, null=True, blank=True,
+                                              help_text="Provider cost had this Auto request run on MAX.")
     recorded_at = models.DateTimeField(db_default=Now(), editable=False)
 
     class Meta:

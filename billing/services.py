@@ -35,11 +35,26 @@ _INSERT_USAGE = """
 INSERT INTO billing_usagerecord (
     tenant_id, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, output_estimated,
-    price_input, price_output, price_cache_write, price_cache_read, cost, markup_percent, billed
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    price_input, price_output, price_cache_write, price_cache_read, cost, markup_percent, billed,
+    requested_tier, route_score, route_threshold, route_escalated, router_version, counterfactual_cost
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (key) DO NOTHING
 RETURNING id, recorded_at
 """
+
+
+def _validate_route(*, requested_tier, route_score, route_threshold, route_escalated, router_version,
+                    errors: dict) -> None:
+    if requested_tier not in ("", "auto", "max"):
+        errors["requested_tier"] = 'The requested tier must be "auto", "max" or empty.'
+    for name, value in (("route_score", route_score), ("route_threshold", route_threshold)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= 1):
+            errors[name] = f"{name} must be a number from 0 to 1, or empty."
+    if route_escalated not in (None, True, False):
+        errors["route_escalated"] = "route_escalated must be true, false or empty."
+    if not isinstance(router_version, str) or len(router_version) > 40:
+        errors["router_version"] = "The router version is text of at most 40 characters."
 
 
 def _validate_usage(*, source, key, tier, endpoint_slug, provider, tokens: dict, prices: dict, cost) -> dict:
@@ -92,14 +107,34 @@ def usage_record(
     price_cache_write: Decimal,
     price_cache_read: Decimal,
     cost: Decimal,
+    requested_tier: str = "",
+    route_score: float | None = None,
+    route_threshold: float | None = None,
+    route_escalated: bool | None = None,
+    router_version: str = "",
+    counterfactual_cost: Decimal | None = None,
 ) -> UsageRecord:
     """Append one usage row; idempotent on `key` (a repeat returns the first row and changes nothing).
 
     Safe across processes: the unique index on `key` decides (INSERT ... ON CONFLICT DO NOTHING), and a writer
     racing an uncommitted insert of the same key waits for it. May be called inside the caller's transaction;
     the budget reservation under the same key is settled after that transaction commits. Bad input raises
-    ValidationError and writes nothing.
+    ValidationError and writes nothing. The routing facts (requested tier, smart Auto's decision, the
+    counterfactual MAX cost) are optional: routing.metering fills them.
     """
+    route_errors: dict = {}
+    _validate_route(requested_tier=requested_tier, route_score=route_score, route_threshold=route_threshold,
+                    route_escalated=route_escalated, router_version=router_version, errors=route_errors)
+    if counterfactual_cost is not None:
+        try:
+            counterfactual_cost = money.to_ledger(money.require_decimal(counterfactual_cost,
+                                                                        name="counterfactual_cost"))
+            if counterfactual_cost < 0:
+                route_errors["counterfactual_cost"] = "counterfactual_cost cannot be negative."
+        except (TypeError, ValueError) as exc:
+            route_errors["counterfactual_cost"] = str(exc)
+    if route_errors:
+        raise ValidationError(route_errors)
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
               "cache_read_tokens": cache_read_tokens, "cache_write_tokens": cache_write_tokens}
     prices = {"price_input": price_input, "price_output": price_output,
@@ -111,7 +146,9 @@ def usage_record(
         tenant=tenant, source=source, key=key, user_id=user_id, api_key_id=api_key_id,
         endpoint_slug=endpoint_slug, provider=provider, tier=tier, output_estimated=bool(output_estimated),
         markup_percent=markup, cost=money.to_ledger(clean["cost"]),
-        billed=money.billed_amount(clean["cost"], markup),
+        billed=money.billed_amount(clean["cost"], markup), requested_tier=requested_tier,
+        route_score=route_score, route_threshold=route_threshold, route_escalated=route_escalated,
+        router_version=router_version, counterfactual_cost=counterfactual_cost,
         **tokens, **{name: clean[name] for name in PRICE_FIELDS},
     )
     # One statement, no transaction block of its own: the INSERT is atomic by itself, and outside a caller's
@@ -122,6 +159,7 @@ def usage_record(
             tenant.pk, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, record.output_estimated,
             *(getattr(record, name) for name in PRICE_FIELDS), record.cost, markup, record.billed,
+            requested_tier, route_score, route_threshold, route_escalated, router_version, counterfactual_cost,
         ])
         row = cursor.fetchone()
     if row is None:

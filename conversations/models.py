@@ -72,6 +72,12 @@ class Message(models.Model):
     fallback_count = models.PositiveSmallIntegerField(default=0)
     routing_reason = models.CharField(max_length=200, blank=True)
     finish_reason = models.CharField(max_length=20, blank=True)
+    # Smart Auto's decision for an Auto turn (empty for MAX turns and when the dial is Off): the scorer's score,
+    # the threshold of the tenant's dial level, whether the turn went to the MAX chain, and the router's version.
+    route_score = models.FloatField(null=True, blank=True)
+    route_threshold = models.FloatField(null=True, blank=True)
+    route_escalated = models.BooleanField(null=True, blank=True)
+    router_version = models.CharField(max_length=40, blank=True)
 
     input_tokens = models.PositiveIntegerField(default=0)
     output_tokens = models.PositiveIntegerField(default=0)
@@ -83,6 +89,9 @@ class Message(models.Model):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # The user's thumbs up (1) or down (-1) on an answer: the signal for recalibrating the router.
+    feedback = models.SmallIntegerField(null=True, blank=True, choices=[(1, "Good answer"), (-1, "Bad answer")])
+    feedback_at = models.DateTimeField(null=True, blank=True)
 
     # Turn bookkeeping: which run owns the message (a redelivered or requeued task must not finish it twice).
     run_id = models.UUIDField(null=True, blank=True)
@@ -101,6 +110,10 @@ class Message(models.Model):
                 name="msg_unfinished",
                 condition=models.Q(status__in=["queued", "streaming"]),
             ),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(feedback__in=[1, -1]) | models.Q(feedback__isnull=True),
+                                   name="msg_feedback_valid"),
         ]
 
     def __str__(self):

@@ -21,6 +21,7 @@ from billing.budget import BudgetExceeded, budget_release, budget_reserve
 from billing.services import usage_record
 from routing.cost import estimate_max_cost
 from routing.errors import RoutingError
+from routing.metering import usage_row
 from routing.types import ChatMessage, ChatRequest, RouteResult
 from tenants.models import TIER_AUTO, TIER_MAX, Tenant, User
 
@@ -427,6 +428,11 @@ def _apply_result(message: Message, result: RouteResult) -> None:
     message.fallback_count = result.fallback_count
     message.routing_reason = (result.reason or "")[:200]
     message.finish_reason = result.finish_reason
+    smart = result.smart
+    message.route_score = smart.score if smart else None
+    message.route_threshold = smart.threshold if smart else None
+    message.route_escalated = smart.escalated if smart else None
+    message.router_version = smart.version if smart else ""
     message.input_tokens = usage.input_tokens
     message.output_tokens = usage.output_tokens
     message.cache_read_tokens = usage.cache_read_tokens
@@ -442,29 +448,10 @@ def _apply_result(message: Message, result: RouteResult) -> None:
 
 def _record_usage(*, message: Message, result: RouteResult):
     """The one usage row of a turn, key `chat:<id>`. Call inside the turn's final transaction."""
-    usage = result.usage
     if not result.endpoint or result.prices is None:
         return None
-    return usage_record(
-        tenant=message.tenant,
-        source="chat",
-        key=message.usage_key,
-        user_id=message.conversation.owner_id,
-        api_key_id=None,
-        endpoint_slug=result.endpoint,
-        provider=result.provider,
-        tier=result.tier or message.tier,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_estimated=usage.output_estimated,
-        price_input=result.prices.input,
-        price_output=result.prices.output,
-        price_cache_write=result.prices.cache_write,
-        price_cache_read=result.prices.cache_read,
-        cost=result.cost,
-    )
+    return usage_record(tenant=message.tenant, source="chat", key=message.usage_key,
+                        user_id=message.conversation.owner_id, api_key_id=None, **usage_row(result))
 
 
 # --- the heartbeat sweeper ---
@@ -571,7 +558,8 @@ def _estimated_result(*, message: Message, text: str) -> RouteResult:
     prompt = "\n".join(m.content for m in message_history(message=message))
     usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text), output_estimated=True)
     return RouteResult(
-        text=text, finish_reason="error", tier=message.tier, endpoint=endpoint.slug if endpoint else "",
+        text=text, finish_reason="error", tier=message.tier, requested_tier=message.tier,
+        endpoint=endpoint.slug if endpoint else "",
         provider=endpoint.provider if endpoint else "", upstream_model=endpoint.upstream_model if endpoint else "",
         usage=usage, reason="Ended by the heartbeat sweeper: the worker stopped mid-answer.",
         cost=price_usage(prices=prices, usage=usage) if prices else Decimal("0"), prices=prices,

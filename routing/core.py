@@ -10,6 +10,7 @@ tenant fetched with select_related("plan") to skip that query on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from asgiref.sync import sync_to_async
@@ -21,7 +22,7 @@ from .cost import estimate_prompt_tokens, request_max_tokens
 from .dispatch import dispatch
 from .errors import RequestInvalid, RoutingError
 from .policy import downgrade_applies, policy_decide
-from .types import ROLES, TIERS, ChatMessage, ChatRequest, Done, RouteResult
+from .types import ROLES, TIERS, ChatMessage, ChatRequest, Done, RouteResult, SmartDecision
 
 MAX_STOP_SEQUENCES = 4
 
@@ -86,6 +87,39 @@ async def _month_spend(tenant):
     return await sync_to_async(tenant_month_spend)(tenant=tenant)
 
 
+_router = None  # the smart-Auto scorer, loaded once per process off the event loop
+
+
+async def _scorer():
+    global _router
+    if _router is None:
+        from .smart import router
+
+        _router = await asyncio.to_thread(router)
+    return _router
+
+
+def escalation_level(*, tenant, tier: str, model: str | None) -> int:
+    """The dial level that applies to this request: 0 (nothing to score) unless it is an Auto request on a plan
+    with MAX and the tenant's dial (or its plan's default) is on. The plan must be loaded on the tenant."""
+    if model is not None or tier != "auto":
+        return 0
+    return tenant.escalation_level
+
+
+async def smart_decide(*, tenant, tier: str, request: ChatRequest, model: str | None = None
+                       ) -> SmartDecision | None:
+    """Smart Auto's score of an Auto request against the tenant's dial: the one place both paths (chat turns
+    and /v1 on both endpoints) are scored. None when nothing is to be decided (MAX, a named model, dial Off,
+    a plan without MAX). Whether the request escalates is settled by the policy, which also knows the budget."""
+    level = escalation_level(tenant=tenant, tier=tier, model=model)
+    if level <= 0:
+        return None
+    scorer = await _scorer()
+    return SmartDecision(score=scorer.score_request(request), threshold=scorer.threshold(level), level=level,
+                         version=scorer.version)
+
+
 async def route_stream(
     *,
     tenant,
@@ -104,16 +138,19 @@ async def route_stream(
     validate_request(tier=tier, request=request)
     plan = await _plan_of(tenant)
     catalog = catalog_cached() or await sync_to_async(catalog_get)()
+    smart = await smart_decide(tenant=tenant, tier=tier, request=request, model=model)
     spend = None
-    if model is None and tier == "max" and plan.allows_tier("max") and plan.max_to_auto_share is not None \
-            and plan.monthly_cap is not None:
+    # The spend decides the budget downgrade, which serves MAX on Auto and holds back escalation.
+    if model is None and (tier == "max" or smart is not None) and plan.allows_tier("max") \
+            and plan.max_to_auto_share is not None and plan.monthly_cap is not None:
         spend = await _month_spend(tenant)
     max_tokens = request_max_tokens(request)
     health = await breaker_states([slug for slug, e in catalog.endpoints.items() if e.enabled])
     route_plan = policy_decide(catalog=catalog, tier=tier, plan=plan, spend=spend,
                                prompt_tokens=estimate_prompt_tokens(request), max_tokens=max_tokens,
-                               health=health, model=model)
-    async for event in dispatch(plan=route_plan, request=request, max_tokens=max_tokens, requested_tier=tier,
+                               health=health, model=model, smart=smart)
+    async for event in dispatch(plan=route_plan, request=request, max_tokens=max_tokens,
+                                requested_tier="" if model is not None else tier,
                                 should_stop=should_stop, health=health):
         yield event
 
@@ -138,4 +175,5 @@ async def route_complete(
     raise RoutingError("The routing core ended without a result.")  # unreachable by dispatch's contract
 
 
-__all__ = ["route_stream", "route_complete", "validate_request", "downgrade_applies"]
+__all__ = ["route_stream", "route_complete", "validate_request", "downgrade_applies", "smart_decide",
+           "escalation_level"]

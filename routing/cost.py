@@ -48,8 +48,9 @@ def request_max_tokens(request: ChatRequest) -> int:
 
 def estimate_max_cost(*, tenant, tier: str, request: ChatRequest) -> Decimal:
     """An upper bound of the provider cost of `request` on `tier`, for a budget reservation: the most expensive
-    endpoint of the tier's chain (and of the Auto chain, which a MAX request may be downgraded to), with the
-    whole prompt priced as cache writes or input (whichever is dearer) and max_tokens of output.
+    endpoint of the tier's chain (and of the Auto chain, which a MAX request may be downgraded to, and of the
+    MAX chain, which smart Auto may escalate an Auto request to), with the whole prompt priced as cache writes
+    or input (whichever is dearer) and max_tokens of output.
 
     Sync (may load the catalog from the database); call through sync_to_async from async code.
     """
@@ -57,6 +58,8 @@ def estimate_max_cost(*, tenant, tier: str, request: ChatRequest) -> Decimal:
 
     catalog = catalog_get()
     slugs = set(catalog.chains.get(tier, ())) | set(catalog.chains.get("auto", ()))
+    if tier == "auto" and tenant.escalation_level > 0:
+        slugs |= set(catalog.chains.get("max", ()))
     prompt = estimate_prompt_tokens(request)
     output = request_max_tokens(request)
     worst = Decimal(0)

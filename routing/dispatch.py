@@ -147,7 +147,7 @@ async def dispatch(
     plan: RoutePlan,
     request: ChatRequest,
     max_tokens: int,
-    requested_tier: str,
+    requested_tier: str,  # "" for a model named explicitly
     should_stop: Callable[[], Awaitable[bool]] | None = None,
     health: dict[str, dict] | None = None,
 ) -> AsyncIterator:
@@ -189,9 +189,9 @@ async def dispatch(
                     if isinstance(event, TextDelta):
                         attempt.ttft_ms = _ms(started, time.perf_counter())
                         parts.append(event.text)
-                        yield Routed(tier=requested_tier, endpoint=endpoint.slug, provider=endpoint.provider,
+                        yield Routed(tier=plan.tier, endpoint=endpoint.slug, provider=endpoint.provider,
                                      upstream_model=endpoint.upstream_model,
-                                     fallback_count=len(failed_endpoints - {endpoint.slug}))
+                                     fallback_count=len(failed_endpoints - {endpoint.slug}), smart=plan.smart)
                         yield event
                     elif isinstance(event, UsageUpdate):
                         usage = event.usage
@@ -265,7 +265,9 @@ async def dispatch(
             yield Done(RouteResult(
                 text=text,
                 finish_reason=FINISH_ERROR if error is not None else finish,
-                tier=requested_tier,
+                tier=plan.tier,
+                requested_tier=requested_tier,
+                smart=plan.smart,
                 endpoint=endpoint.slug,
                 provider=endpoint.provider,
                 upstream_model=endpoint.upstream_model,

@@ -5,13 +5,13 @@ cheap and testable without Redis or a provider.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from .breaker import HALF_OPEN, SKIPPED_STATES
 from .catalog import Catalog, EndpointInfo
 from .errors import AllEndpointsFailed, ModelNotAllowed, RequestInvalid, TierNotAllowed
-from .types import OUTCOME_SKIPPED, TIERS, Attempt
+from .types import OUTCOME_SKIPPED, TIERS, Attempt, SmartDecision
 
 TIER_LABELS = {"auto": "Auto", "max": "MAX"}
 
@@ -23,6 +23,7 @@ class RoutePlan:
     reason: str
     half_open: set[str] = field(default_factory=set)  # endpoints whose half-open trial must be claimed first
     skipped: list[Attempt] = field(default_factory=list)  # breaker skips, for the decision log
+    smart: SmartDecision | None = None  # smart Auto's decision, with `escalated` as the policy settled it
 
 
 def downgrade_applies(*, plan, spend: Decimal | None) -> bool:
@@ -42,7 +43,11 @@ def policy_decide(
     max_tokens: int,
     health: dict[str, dict],
     model: str | None = None,
+    smart: SmartDecision | None = None,
 ) -> RoutePlan:
+    """`smart` is the scorer's verdict on an Auto request (routing.smart.smart_decision). The policy settles
+    whether it escalates: only an Auto request, only on a plan that includes MAX, never once the budget rules
+    serve MAX on Auto (the downgrade wins), and only when the score reaches the dial's threshold."""
     if tier not in TIERS:
         raise RequestInvalid(f"Unknown tier {tier!r}: use auto or max.")
     if not plan.allows_tier(tier):
@@ -61,11 +66,17 @@ def policy_decide(
             raise ModelNotAllowed(f"There is no model named {model!r}. Use \"auto\", \"max\" or a listed model.")
         candidates = [model]
         notes.append(f"model {model} requested explicitly")
+        smart = None
     else:
-        if tier == "max" and downgrade_applies(plan=plan, spend=spend):
+        downgrade = downgrade_applies(plan=plan, spend=spend)
+        if tier == "max" and downgrade:
             served = "auto"
-            share = int(plan.max_to_auto_share * 100)
-            notes.append(f"MAX served on Auto: {share}% of the monthly cap is used")
+            notes.append(f"MAX served on Auto: {int(plan.max_to_auto_share * 100)}% of the monthly cap is used")
+        if smart is not None:
+            smart = _settle_escalation(smart, tier=tier, plan=plan, downgrade=downgrade)
+            if smart.escalated:
+                served = "max"
+            notes.append(_smart_note(smart))
         candidates = list(catalog.chains.get(served, ()))
         notes.insert(0, f"tier {served}")
 
@@ -108,4 +119,20 @@ def policy_decide(
         raise AllEndpointsFailed([], message="No model is configured for this tier. Please contact support.")
     order = " → ".join(e.slug for e in chain)
     return RoutePlan(tier=served, chain=chain, reason="; ".join([*notes, f"chain {order}"]),
-                     half_open=half_open, skipped=skipped)
+                     half_open=half_open, skipped=skipped, smart=smart)
+
+
+def _settle_escalation(smart: SmartDecision, *, tier: str, plan, downgrade: bool) -> SmartDecision:
+    if tier != "auto" or not plan.allows_tier("max") or smart.level <= 0:
+        return replace(smart, escalated=False, held="")
+    if smart.score < smart.threshold:
+        return replace(smart, escalated=False, held="")
+    if downgrade:
+        share = int(plan.max_to_auto_share * 100)
+        return replace(smart, escalated=False, held=f"not escalated: {share}% of the monthly cap is used")
+    return replace(smart, escalated=True, held="")
+
+
+def _smart_note(smart: SmartDecision) -> str:
+    verdict = "escalated to MAX" if smart.escalated else (smart.held or "stays on Auto")
+    return f"smart Auto score {smart.score:.2f} vs {smart.threshold:.2f} (level {smart.level}): {verdict}"

@@ -70,6 +70,25 @@ class Prices:
         return {k: str(v) for k, v in asdict(self).items()}
 
 
+@dataclass(frozen=True, slots=True)
+class SmartDecision:
+    """Smart Auto's decision for one Auto request: the scorer's score, the threshold of the tenant's dial level,
+    and whether the request went to the MAX chain. `held` says why a score over the threshold stayed on Auto
+    (the budget downgrade wins over escalation)."""
+
+    score: float
+    threshold: float
+    level: int
+    version: str
+    escalated: bool = False
+    held: str = ""
+
+    @property
+    def header(self) -> str:
+        """The proxy's `x-kiwiclaw-route` header value."""
+        return f"smart; score={self.score:.2f}; escalated={int(self.escalated)}"
+
+
 # Attempt outcomes in the routing decision log.
 OUTCOME_OK = "ok"
 OUTCOME_ERROR = "error"
@@ -116,10 +135,14 @@ class RouteResult:
     cost: Decimal = Decimal("0")  # provider cost from routing.cost.price_usage at the answering endpoint
     prices: Prices | None = None
     error: str | None = None  # message for people when finish_reason == "error"
+    requested_tier: str = ""  # what the caller asked for ("" for a model named explicitly); `tier` is what answered
+    smart: SmartDecision | None = None  # smart Auto's decision, for an Auto request it scored
 
     def as_dict(self) -> dict:
         return {
             "text": self.text,
+            "requested_tier": self.requested_tier,
+            "smart": asdict(self.smart) if self.smart else None,
             "finish_reason": self.finish_reason,
             "tier": self.tier,
             "endpoint": self.endpoint,
@@ -153,6 +176,7 @@ class Routed:
     provider: str
     upstream_model: str
     fallback_count: int
+    smart: SmartDecision | None = None
 
 
 @dataclass(frozen=True, slots=True)

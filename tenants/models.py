@@ -17,6 +17,11 @@ TIER_AUTO = "auto"
 TIER_MAX = "max"
 TIER_CHOICES = [(TIER_AUTO, "Auto"), (TIER_MAX, "MAX")]
 
+# The "Auto escalation" dial: 0 is Off, 1–10 escalate a growing share of Auto turns (routing.smart calibrates
+# each level to a share of turns).
+AUTO_ESCALATION_OFF = 0
+AUTO_ESCALATION_MAX = 10
+
 slug_validator = RegexValidator(
     r"^[a-z0-9](?:[a-z0-9-]{0,48}[a-z0-9])?$",
     "Use 1–50 lowercase letters, digits or hyphens, starting and ending with a letter or digit.",
@@ -119,6 +124,12 @@ class Plan(models.Model):
         validators=[MinValueValidator(Decimal("0")), MaxValueValidator(Decimal("1"))],
         help_text="Share of the cap (0–1) after which MAX requests are served on Auto; empty means never.",
     )
+    auto_escalation = models.PositiveSmallIntegerField(
+        default=0,
+        validators=[MaxValueValidator(AUTO_ESCALATION_MAX)],
+        help_text="Default Auto-escalation level for the plan's tenants: 0 is Off, 1–10 send a growing share of "
+                  "Auto turns that need it to the MAX chain. Only plans that include MAX escalate.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -140,6 +151,12 @@ class Tenant(models.Model):
     name = models.CharField(max_length=100)
     plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="tenants")
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default=STATUS_ACTIVE)
+    auto_escalation = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(AUTO_ESCALATION_MAX)],
+        help_text="The tenant admin's Auto-escalation dial (0 Off, 1–10); empty follows the plan's default.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -152,6 +169,13 @@ class Tenant(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status == self.STATUS_ACTIVE
+
+    @property
+    def escalation_level(self) -> int:
+        """The dial in force: the tenant's own setting, else its plan's default; 0 (Off) on a plan without MAX."""
+        if not self.plan.allows_tier(TIER_MAX):
+            return AUTO_ESCALATION_OFF
+        return self.plan.auto_escalation if self.auto_escalation is None else self.auto_escalation
 
 
 class Membership(models.Model):

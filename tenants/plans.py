@@ -33,6 +33,7 @@ DEFAULT_PLANS = [
         "tpm_key": 400_000,
         "markup_percent": Decimal("30"),
         "max_to_auto_share": Decimal("0.900"),
+        "auto_escalation": 5,
     },
     {
         "slug": "enterprise",
@@ -48,12 +49,17 @@ DEFAULT_PLANS = [
         "tpm_key": 4_000_000,
         "markup_percent": Decimal("20"),
         "max_to_auto_share": None,
+        "auto_escalation": 5,
     },
 ]
 
 
 def ensure_default_plans(plan_model) -> None:
-    """Create any missing default plan; never overwrite one an admin has edited."""
+    """Create any missing default plan; never overwrite one an admin has edited.
+
+    Data migrations pass their historical model, which lacks the fields added after them: those are left out
+    (a later migration sets them)."""
+    known = {f.name for f in plan_model._meta.get_fields()}
     for values in DEFAULT_PLANS:
-        fields = dict(values)
+        fields = {name: value for name, value in values.items() if name in known}
         plan_model.objects.get_or_create(slug=fields.pop("slug"), defaults=fields)

@@ -39,6 +39,9 @@ class TenantFactory(DjangoModelFactory):
     slug = factory.Sequence(lambda n: f"tenant-{n}")
     name = factory.LazyAttribute(lambda o: o.slug.title())
     plan = factory.LazyFunction(lambda: Plan.objects.get(slug="pro"))
+    # Smart Auto's dial Off, so tests that are not about it route Auto requests down the Auto chain whatever
+    # their prompt; smart-routing tests set the level they test.
+    auto_escalation = 0
 
 
 class MembershipFactory(DjangoModelFactory):

@@ -22,6 +22,7 @@ class RouteFacts:
     endpoint: str
     upstream_model: str
     fallback_count: int
+    route: str = "fixed"  # "smart; score=0.82; escalated=1" for an Auto request smart Auto scored
 
 
 def routing_headers(facts: RouteFacts) -> list[tuple[str, str]]:
@@ -30,6 +31,7 @@ def routing_headers(facts: RouteFacts) -> list[tuple[str, str]]:
         ("x-kiwiclaw-tier", facts.tier),
         ("x-kiwiclaw-model", facts.endpoint),
         ("x-kiwiclaw-fallback", str(facts.fallback_count)),
+        ("x-kiwiclaw-route", facts.route),
     ]
 
 

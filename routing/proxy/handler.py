@@ -145,22 +145,18 @@ def _check_plan(identity: KeyIdentity, call: ParsedCall) -> None:
 
 def _facts(request_id: str, result) -> fmt.RouteFacts:
     return fmt.RouteFacts(request_id=request_id, tier=result.tier, endpoint=result.endpoint,
-                          upstream_model=result.upstream_model, fallback_count=result.fallback_count)
+                          upstream_model=result.upstream_model, fallback_count=result.fallback_count,
+                          route=result.smart.header if result.smart is not None else "fixed")
 
 
 def _record_usage_sync(*, identity: KeyIdentity, request_id: str, result) -> Decimal:
     from billing.services import usage_record
+    from routing.metering import usage_row
 
-    prices = result.prices
     try:
         row = usage_record(
             tenant=identity.tenant, source="api", key=f"api:{request_id}", user_id=identity.user_id,
-            api_key_id=identity.key_id, endpoint_slug=result.endpoint, provider=result.provider, tier=result.tier,
-            input_tokens=result.usage.input_tokens, output_tokens=result.usage.output_tokens,
-            cache_read_tokens=result.usage.cache_read_tokens, cache_write_tokens=result.usage.cache_write_tokens,
-            output_estimated=result.usage.output_estimated,
-            price_input=prices.input, price_output=prices.output, price_cache_write=prices.cache_write,
-            price_cache_read=prices.cache_read, cost=result.cost,
+            api_key_id=identity.key_id, **usage_row(result),
         )
     except (InterfaceError, OperationalError):
         # Runs on an executor thread outside Django's request cycle, which keeps its connection between calls

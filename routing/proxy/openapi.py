@@ -128,7 +128,11 @@ COMPONENTS = {
 
 _ROUTING_HEADERS = {
     "x-request-id": {"schema": {"type": "string"}, "description": "Our id of this request (usage key api:<id>)."},
-    "x-kiwiclaw-tier": {"schema": {"type": "string"}, "description": "auto or max."},
+    "x-kiwiclaw-tier": {"schema": {"type": "string"},
+                        "description": "The tier that answered: auto or max (max for an escalated Auto request)."},
+    "x-kiwiclaw-route": {"schema": {"type": "string"},
+                         "description": "How the model was chosen: `smart; score=0.82; escalated=1` when smart Auto "
+                                        "scored the request, `fixed` otherwise (MAX, a named model, the dial Off)."},
     "x-kiwiclaw-model": {"schema": {"type": "string"}, "description": "Catalog endpoint that answered."},
     "x-kiwiclaw-fallback": {"schema": {"type": "string"},
                             "description": "How many endpoints failed before the one that answered."},

@@ -85,7 +85,8 @@ def test_max_is_served_on_auto_past_the_plans_cap_share(routing_env, pro_tenant)
                  cost=Decimal("400"))
     result = complete(tenant=pro_tenant, tier="max", request=ask())
     assert result.endpoint == "kimi-k2.5"
-    assert result.tier == "max"
+    # The tier that answered, never a badge for one that did not; what was asked for is kept beside it.
+    assert (result.tier, result.requested_tier) == ("auto", "max")
     assert "MAX served on Auto: 90% of the monthly cap is used" in result.reason
     other_pro = TenantFactory(slug="umbrella", plan=pro_tenant.plan)
     assert complete(tenant=other_pro, tier="max", request=ask()).endpoint == "claude-opus-4-6"
