@@ -8,6 +8,14 @@
 - Included credit offsets usage only (never the monthly fee) and never takes an invoice below the fee:
   credit applied = min(included credit, usage amount). Unused credit does not roll over.
 - The monthly fee is the fee of the plan the tenant is on when the month ends; no proration.
+- Smart Auto's savings, "against sending every Auto turn to MAX", are counted over the Auto turns (ledger rows
+  with requested_tier "auto") that carry a counterfactual cost (the row's tokens at the MAX chain's first
+  model's prices; empty only when no MAX model was configured, and such rows count in neither sum):
+  counterfactual billed = Σ billed_amount(counterfactual_cost, the row's markup_percent), each row at ledger
+  precision exactly like its real `billed`; actual billed = Σ billed of the same rows;
+  saved = counterfactual billed − actual billed (negative if Auto turns cost more than MAX would have);
+  percent = saved / counterfactual billed × 100, to one decimal, half-up; None when the counterfactual is 0.
+  `savings` is the rule; `billed_amount_sql` is the per-row twin the selectors sum.
 """
 
 from decimal import ROUND_HALF_UP, Decimal
@@ -15,6 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 # Ledger precision: a single token of the cheapest model is well above 1e-10 USD.
 LEDGER_PLACES = Decimal("0.0000000001")
 CENT = Decimal("0.01")
+TENTH = Decimal("0.1")
 HUNDRED = Decimal("100")
 ZERO = Decimal("0")
 
@@ -54,7 +63,27 @@ def credit_applied(*, usage_amount: Decimal, included_credit: Decimal) -> Decima
     return max(ZERO, min(included_credit, usage_amount))
 
 
-# The same two rules as SQL, for the set-based invoice rollup. Postgres round(numeric, 2) rounds half away from
+def share_percent(part, whole) -> Decimal | None:
+    """part / whole × 100, to one decimal, half-up; None when whole is 0. For shown shares (savings, escalations),
+    never for amounts charged."""
+    part, whole = Decimal(part), Decimal(whole)
+    if not whole:
+        return None
+    return (part * HUNDRED / whole).quantize(TENTH, rounding=ROUND_HALF_UP)
+
+
+def savings(*, counterfactual_billed: Decimal, actual_billed: Decimal) -> tuple[Decimal, Decimal | None]:
+    """Smart Auto's (saved, percent) for a set of Auto turns, from the two sums described above.
+
+    Both sums are at ledger precision, so `saved` is exact; only the percent is rounded.
+    """
+    counterfactual_billed = require_decimal(counterfactual_billed, name="counterfactual_billed")
+    actual_billed = require_decimal(actual_billed, name="actual_billed")
+    saved = counterfactual_billed - actual_billed
+    return saved, share_percent(saved, counterfactual_billed)
+
+
+# The same rules as SQL, for the set-based invoice rollup. Postgres round(numeric, 2) rounds half away from
 # zero, which is half-up for the ledger's amounts (never negative). tests/billing/test_money.py checks that
 # each SQL twin agrees with its Python rule.
 
@@ -64,6 +93,12 @@ def round_cents_sql(expression: str) -> str:
 
 def credit_applied_sql(*, usage_amount: str, included_credit: str) -> str:
     return f"GREATEST(0, LEAST({included_credit}, {usage_amount}))"
+
+
+def billed_amount_sql(*, cost: str, markup_percent: str) -> str:
+    """`billed_amount` per row: Postgres numeric arithmetic is exact here (a markup has two places), and
+    round(numeric, 10) rounds half away from zero, half-up for costs (never negative)."""
+    return f"round(({cost}) * (1 + ({markup_percent}) / 100), 10)"
 
 
 def to_units(amount: Decimal) -> int:
