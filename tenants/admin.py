@@ -10,7 +10,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.forms.models import model_to_dict
 
-from .models import ApiKey, AuditEvent, Invite, Membership, Plan, Tenant, User
+from .models import TIER_MAX, ApiKey, AuditEvent, Invite, Membership, Plan, Tenant, User
 from .services import (
     api_key_revoke,
     audit_record,
@@ -18,6 +18,7 @@ from .services import (
     membership_change_role,
     membership_create,
     tenant_change_plan,
+    tenant_escalation_set,
     tenant_set_status,
 )
 
@@ -53,7 +54,7 @@ class UserAdmin(BaseUserAdmin):
 
 PLAN_AUDITED_FIELDS = ["name", "allowed_tiers", "api_models_allowed", "monthly_fee", "included_credit",
                        "monthly_cap", "rpm_tenant", "tpm_tenant", "rpm_key", "tpm_key", "markup_percent",
-                       "max_to_auto_share"]
+                       "max_to_auto_share", "auto_escalation"]
 
 
 def _plain(values: dict) -> dict:
@@ -65,7 +66,7 @@ def _plain(values: dict) -> dict:
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "allowed_tiers", "monthly_fee", "included_credit", "monthly_cap",
-                    "markup_percent", "tenant_count")
+                    "markup_percent", "auto_escalation", "tenant_count")
     search_fields = ("slug", "name")
 
     def get_queryset(self, request):
@@ -88,8 +89,23 @@ class PlanAdmin(admin.ModelAdmin):
                          after=_plain({k: after[k] for k in changed}))
 
 
+class TenantForm(forms.ModelForm):
+    class Meta:
+        model = Tenant
+        fields = ("slug", "name", "plan", "status", "auto_escalation")
+
+    def clean(self):
+        cleaned = super().clean()
+        # The service refuses too; checking here shows the refusal on the form instead of an error page.
+        plan = cleaned.get("plan")
+        if "auto_escalation" in self.changed_data and plan is not None and not plan.allows_tier(TIER_MAX):
+            self.add_error("auto_escalation", f"{plan.name} does not include MAX: Auto never escalates on it.")
+        return cleaned
+
+
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantForm
     list_display = ("name", "slug", "plan", "status", "member_count", "created_at")
     list_filter = ("plan", "status")
     search_fields = ("name", "slug")
@@ -116,19 +132,24 @@ class TenantAdmin(admin.ModelAdmin):
         if not change:
             super().save_model(request, obj, form, change)
             audit_record(actor=request.user, action="tenant.create", tenant=obj, target=obj,
-                         after={"slug": obj.slug, "name": obj.name, "plan": obj.plan.slug, "status": obj.status})
+                         after={"slug": obj.slug, "name": obj.name, "plan": obj.plan.slug, "status": obj.status,
+                                "auto_escalation": obj.auto_escalation})
             return
-        # Plan and status go through their services (one audit row each); the rest is saved plainly.
-        new_plan, new_status = obj.plan, obj.status
+        # Plan, status and the Auto-escalation dial go through their services (one audit row each); the rest is
+        # saved plainly. The dial is set after the plan move: the service checks it against the plan in force.
+        new_plan, new_status, new_escalation = obj.plan, obj.status, obj.auto_escalation
         stored = Tenant.objects.get(pk=obj.pk)
-        obj.plan, obj.status = stored.plan, stored.status
-        plain_fields = [name for name in form.changed_data if name not in ("plan", "status")]
+        obj.plan, obj.status, obj.auto_escalation = stored.plan, stored.status, stored.auto_escalation
+        plain_fields = [name for name in form.changed_data if name not in ("plan", "status", "auto_escalation")]
         if plain_fields:
             obj.save(update_fields=plain_fields)
         if new_plan.pk != stored.plan_id:
             obj.plan = tenant_change_plan(tenant=obj, plan=new_plan, actor=request.user).plan
         if new_status != stored.status:
             obj.status = tenant_set_status(tenant=obj, status=new_status, actor=request.user).status
+        if new_escalation != stored.auto_escalation:
+            obj.auto_escalation = tenant_escalation_set(tenant=obj, actor=request.user,
+                                                        level=new_escalation).auto_escalation
 
     @admin.action(description="Suspend selected tenants", permissions=["change"])
     def suspend(self, request, queryset):

@@ -11,12 +11,26 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .keys import hash_secret, new_api_key_secret, new_invite_token
-from .models import ApiKey, AuditEvent, Invite, Membership, Plan, Tenant, User, slug_validator
+from .models import (
+    AUTO_ESCALATION_MAX,
+    AUTO_ESCALATION_OFF,
+    TIER_MAX,
+    ApiKey,
+    AuditEvent,
+    Invite,
+    Membership,
+    Plan,
+    Tenant,
+    User,
+    slug_validator,
+)
 
 INVITE_INVALID = "This invite link is not valid. Ask your admin for a new one."
 INVITE_USED = "This invite link has already been used. Ask your admin for a new one."
 INVITE_EXPIRED = "This invite link has expired. Ask your admin for a new one."
 INVITE_REVOKED = "This invite link has been revoked. Ask your admin for a new one."
+ESCALATION_INVALID = f"Choose the plan default, Off, or a level from 1 to {AUTO_ESCALATION_MAX}."
+ESCALATION_NO_MAX = "Your plan does not include MAX: Auto never escalates, so there is nothing to set."
 
 
 def audit_record(
@@ -137,6 +151,30 @@ def tenant_set_status(*, tenant: Tenant, status: str, actor: User) -> Tenant:
     tenant.save(update_fields=["status"])
     action = "tenant.suspend" if status == Tenant.STATUS_SUSPENDED else "tenant.reactivate"
     audit_record(actor=actor, action=action, tenant=tenant, target=tenant, before=before, after={"status": status})
+    return tenant
+
+
+@transaction.atomic
+def tenant_escalation_set(*, tenant: Tenant, actor: User, level: int | None) -> Tenant:
+    """Set the tenant's Auto-escalation dial: None follows the plan's default, 0 is Off, 1–10 a level.
+
+    Raises ValidationError (keyed `level`) for anything else, and on a plan without MAX, where Auto never
+    escalates; nothing changes then. Locks the tenant row; a change writes one `tenant.auto_escalation_change`
+    audit row with the setting and the level in force before and after. Returns the tenant, re-read.
+    """
+    valid = level is None or (type(level) is int and AUTO_ESCALATION_OFF <= level <= AUTO_ESCALATION_MAX)
+    if not valid:
+        raise ValidationError({"level": ESCALATION_INVALID})
+    tenant = Tenant.objects.select_for_update(of=("self",)).select_related("plan").get(pk=tenant.pk)
+    if not tenant.plan.allows_tier(TIER_MAX):
+        raise ValidationError({"level": ESCALATION_NO_MAX})
+    if tenant.auto_escalation == level:
+        return tenant
+    before = {"auto_escalation": tenant.auto_escalation, "escalation_level": tenant.escalation_level}
+    tenant.auto_escalation = level
+    tenant.save(update_fields=["auto_escalation"])
+    audit_record(actor=actor, action="tenant.auto_escalation_change", tenant=tenant, target=tenant, before=before,
+                 after={"auto_escalation": level, "escalation_level": tenant.escalation_level})
     return tenant
 
 

@@ -1,4 +1,5 @@
 import pytest
+from django.forms.models import model_to_dict
 from django.test import Client
 
 from tenants.models import ApiKey, AuditEvent, Membership, Plan
@@ -21,7 +22,10 @@ def test_anonymous_gets_the_admin_login(db):
 
 
 def _tenant_form(tenant, **changes):
-    return {"name": tenant.name, "plan": tenant.plan_id, "status": tenant.status, "_save": "Save", **changes}
+    # Every field of the admin's form, as a browser posts it (an empty dial means "follow the plan").
+    dial = "" if tenant.auto_escalation is None else tenant.auto_escalation
+    return {"name": tenant.name, "plan": tenant.plan_id, "status": tenant.status, "auto_escalation": dial,
+            "_save": "Save", **changes}
 
 
 def test_plan_change_in_the_admin_writes_exactly_one_audit_row(platform_admin, acme, login):
@@ -104,3 +108,59 @@ def test_admin_index_lists_the_tenants_models(platform_admin, login):
     for name in ("Plans", "Tenants", "Memberships", "Invites", "Api keys", "Audit events", "Users"):
         assert name in page
     assert ApiKey.objects.count() == 0
+
+
+def _plan_form(plan, **changes):
+    data = {key: ("" if value is None else value) for key, value in model_to_dict(plan).items() if key != "id"}
+    data["allowed_tiers"] = ",".join(plan.allowed_tiers)
+    data["api_models_allowed"] = "on" if plan.api_models_allowed else ""
+    return {**data, "_save": "Save", **changes}
+
+
+def test_plan_auto_escalation_change_in_the_admin_is_audited(platform_admin, login):
+    pro = Plan.objects.get(slug="pro")
+    response = login(platform_admin).post(f"/admin/tenants/plan/{pro.pk}/change/", _plan_form(pro, auto_escalation=7))
+    assert response.status_code == 302
+    pro.refresh_from_db()
+    assert pro.auto_escalation == 7
+    assert list(AuditEvent.objects.values_list("action", "before", "after")) == [
+        ("plan.change", {"auto_escalation": 5}, {"auto_escalation": 7})]
+    assert ">7<" in login(platform_admin).get("/admin/tenants/plan/").content.decode().replace(" ", "")
+
+
+def test_plan_admin_refuses_an_escalation_level_above_10(platform_admin, login):
+    pro = Plan.objects.get(slug="pro")
+    response = login(platform_admin).post(f"/admin/tenants/plan/{pro.pk}/change/", _plan_form(pro, auto_escalation=11))
+    assert response.status_code == 200
+    pro.refresh_from_db()
+    assert pro.auto_escalation == 5 and not AuditEvent.objects.exists()
+
+
+def test_tenant_auto_escalation_change_in_the_admin_goes_through_the_service(platform_admin, acme, login):
+    response = login(platform_admin).post(f"/admin/tenants/tenant/{acme.pk}/change/",
+                                          _tenant_form(acme, auto_escalation=8))
+    assert response.status_code == 302
+    acme.refresh_from_db()
+    assert acme.auto_escalation == 8
+    assert list(AuditEvent.objects.values_list("action", "actor", "before", "after")) == [
+        ("tenant.auto_escalation_change", platform_admin.pk,
+         {"auto_escalation": 0, "escalation_level": 0}, {"auto_escalation": 8, "escalation_level": 8})]
+
+
+def test_tenant_admin_refuses_an_escalation_level_on_a_plan_without_max(platform_admin, globex, login):
+    response = login(platform_admin).post(f"/admin/tenants/tenant/{globex.pk}/change/",
+                                          _tenant_form(globex, auto_escalation=5))
+    assert response.status_code == 200 and "does not include MAX" in response.content.decode()
+    globex.refresh_from_db()
+    assert globex.auto_escalation == 0 and not AuditEvent.objects.exists()
+
+
+def test_staff_console_shows_each_plans_default_escalation_level(platform_admin, login):
+    Plan.objects.filter(slug="enterprise").update(auto_escalation=0)
+    page = login(platform_admin).get("/staff/").content.decode()
+
+    def row(slug):
+        return page.split(f'data-plan="{slug}"')[1].split("</tr>")[0]
+
+    assert "level 5" in row("pro") and "Off" in row("enterprise") and "(no MAX)" in row("free")
+    assert f'href="/admin/tenants/plan/{Plan.objects.get(slug="pro").pk}/change/"' in row("pro")
