@@ -247,8 +247,9 @@ def stop(proc) -> None:
 
 # --- the bench tenant ----------------------------------------------------------------------------------------
 
-def bench_key() -> str:
-    """Migrate, then a tenant on a plan without limits or cap, with an admin and a fresh API key."""
+def bench_key(escalation: int = 0) -> str:
+    """Migrate, then a tenant on a plan without limits or cap, with an admin and a fresh API key. The tenant's
+    smart-Auto dial is set to `escalation` (0: Off, the proxy's floor is measured so)."""
     subprocess.run([sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], cwd=ROOT, check=True)
     import django
 
@@ -260,6 +261,8 @@ def bench_key() -> str:
         "name": "Bench (no limits)", "allowed_tiers": ["auto", "max"]})
     user, _ = User.objects.get_or_create(email="bench@example.test")
     tenant, _ = Tenant.objects.get_or_create(slug="bench", defaults={"name": "Bench", "plan": plan})
+    tenant.auto_escalation = escalation
+    tenant.save(update_fields=["auto_escalation"])
     Membership.objects.get_or_create(user=user, tenant=tenant, defaults={"role": "admin"})
     return api_key_create(tenant=tenant, name="bench", created_by=user)[1]
 
@@ -347,9 +350,12 @@ def main() -> None:
     parser.add_argument("--django-views", action="store_true",
                         help="also measure /v1 served through Django's URLconf and middleware (PROXY_RAW_ASGI=0)")
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the number of requests per run")
+    parser.add_argument("--escalation", type=int, default=0, choices=range(0, 11), metavar="LEVEL",
+                        help="the bench tenant's smart-Auto dial, 0 (Off, the default) to 10: every `auto` "
+                             "request is then scored (the bench prompt stays on Auto at every level)")
     args = parser.parse_args()
 
-    key = bench_key()
+    key = bench_key(args.escalation)
     fake, fake_url = start_fake_provider()
     procs = [fake]
     try:
@@ -365,7 +371,7 @@ def main() -> None:
                               {"Authorization": "Bearer fake-moonshot-key"}),
                    "kiwiclaw": (kiwi_url, "/v1/chat/completions", openai_body("auto"), auth)}
         settings = {"direct": f"fake provider {fake_url} (uvicorn, zero latency, 12 tokens)",
-                    "kiwiclaw": kiwi_cmd}
+                    "kiwiclaw": f"{kiwi_cmd} (smart-Auto dial {args.escalation or 'Off'})"}
         if args.django_views:
             dj, dj_url, dj_cmd = start_kiwiclaw(fake_url, server=args.server, workers=args.workers, raw_asgi=False)
             procs.append(dj)
