@@ -14,6 +14,17 @@ from django.urls import reverse
 from tenants.models import TIER_AUTO, TIER_CHOICES, Tenant
 
 DEFAULT_TITLE = "New chat"
+TIER_LABELS = dict(TIER_CHOICES)
+
+# Smart Auto's decision on an answer, as the footer and the staff satisfaction table name it.
+ROUTE_ESCALATED = "escalated"
+ROUTE_STAYED = "stayed"
+ROUTE_UNSCORED = "unscored"
+ROUTE_DECISION_LABELS = {
+    ROUTE_ESCALATED: "Escalated to MAX",
+    ROUTE_STAYED: "Stayed on Auto",
+    ROUTE_UNSCORED: "Not scored",
+}
 
 
 class Conversation(models.Model):
@@ -122,6 +133,52 @@ class Message(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def answered_tier(self) -> str:
+        """The tier whose model answered, for the badge; "" when no model answered (a turn that failed or was
+        stopped before any endpoint took it), so the badge never names a tier that did not answer. A queued
+        answer's `tier` is the conversation's; the turn's end overwrites it with the tier that answered (MAX
+        for an escalated Auto turn, Auto for a MAX turn the budget served on Auto)."""
+        return self.tier if self.endpoint else ""
+
+    @property
+    def route_decision(self) -> str:
+        """Smart Auto's decision on this answer: escalated, stayed (scored, left on Auto) or unscored (a MAX
+        turn, the dial Off, a plan without MAX)."""
+        if self.route_escalated is None or self.route_score is None:
+            return ROUTE_UNSCORED
+        return ROUTE_ESCALATED if self.route_escalated else ROUTE_STAYED
+
+    @property
+    def route_summary(self) -> str:
+        """The footer's line for a scored turn: "Auto → claude-opus-4-6 · escalated (0.82)" or
+        "Auto · kimi-k2.5 (0.12)"; "" for an unscored one (its footer keeps the plain model name). Only Auto
+        requests are scored, so the line starts with what the user chose, then the endpoint that answered."""
+        decision = self.route_decision
+        if decision == ROUTE_UNSCORED:
+            return ""
+        asked, score = TIER_LABELS[TIER_AUTO], f"({self.route_score:.2f})"
+        if decision == ROUTE_ESCALATED:
+            return f"{asked} → {self.endpoint} · escalated {score}" if self.endpoint else f"{asked} · escalated {score}"
+        return f"{asked} · {self.endpoint} {score}" if self.endpoint else f"{asked} {score}"
+
+    @property
+    def route_detail(self) -> str:
+        """The longer account behind `route_summary` (its tooltip): score against threshold, and why a score at
+        or over the threshold stayed on Auto (the budget rule holds escalation back)."""
+        if self.route_decision == ROUTE_UNSCORED:
+            return ""
+        threshold = self.route_threshold
+        parts = [f"Smart Auto score {self.route_score:.2f}"
+                 + (f", threshold {threshold:.2f}" if threshold is not None else "")]
+        if self.route_decision == ROUTE_STAYED and threshold is not None and self.route_score >= threshold:
+            parts.append("not escalated: the plan's share of the monthly budget for MAX is used")
+        if self.upstream_model:
+            parts.append(" ".join(filter(None, ["answered by", self.provider, self.upstream_model])))
+        if self.router_version:
+            parts.append(f"router {self.router_version}")
+        return " · ".join(parts)
 
     @property
     def usage_key(self) -> str:
