@@ -25,6 +25,8 @@ ROUTE_DECISION_LABELS = {
     ROUTE_STAYED: "Stayed on Auto",
     ROUTE_UNSCORED: "Not scored",
 }
+FEEDBACK_UP = 1
+FEEDBACK_DOWN = -1
 
 
 class Conversation(models.Model):
@@ -101,7 +103,8 @@ class Message(models.Model):
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     # The user's thumbs up (1) or down (-1) on an answer: the signal for recalibrating the router.
-    feedback = models.SmallIntegerField(null=True, blank=True, choices=[(1, "Good answer"), (-1, "Bad answer")])
+    feedback = models.SmallIntegerField(null=True, blank=True,
+                                        choices=[(FEEDBACK_UP, "Good answer"), (FEEDBACK_DOWN, "Bad answer")])
     feedback_at = models.DateTimeField(null=True, blank=True)
 
     # Turn bookkeeping: which run owns the message (a redelivered or requeued task must not finish it twice).
@@ -179,6 +182,12 @@ class Message(models.Model):
         if self.router_version:
             parts.append(f"router {self.router_version}")
         return " · ".join(parts)
+
+    @property
+    def can_rate(self) -> bool:
+        """Whether the answer takes a thumbs up or down: an assistant message that has finished and that a
+        model answered (a turn that failed before any endpoint took it has nothing to rate)."""
+        return self.role == self.ROLE_ASSISTANT and self.is_finished and bool(self.endpoint)
 
     @property
     def usage_key(self) -> str:

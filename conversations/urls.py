@@ -16,4 +16,5 @@ urlpatterns = [
     path("chat/<int:conversation_id>/messages/<int:message_id>/stop/", views.message_stop, name="stop"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/retry/", views.message_retry, name="retry"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/stream/", sse.message_stream, name="stream"),
+    path("chat/<int:conversation_id>/messages/<int:message_id>/feedback/", views.message_feedback, name="feedback"),
 ]

@@ -6,14 +6,14 @@ another member's or another tenant's id gives the same 404 as a missing one. The
 """
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from tenants.models import TIER_MAX
 
-from . import selectors, services
+from . import feedback, selectors, services
 from .models import Conversation, Message
 
 TEMPLATE = "conversations/chat.html"
@@ -179,3 +179,22 @@ def message_stop(request, conversation_id, message_id):
     if request.htmx:
         return HttpResponse(status=204)
     return redirect(message.conversation)
+
+
+@login_required
+@require_POST
+def message_feedback(request, conversation_id, message_id):
+    """Thumbs up, down or clear on an answer; HTMX gets the buttons back with the pressed state. Someone
+    else's message is a 404 like a missing one; a bad value or a message that cannot be rated is a 400."""
+    message = _message(request, conversation_id, message_id)
+    raw = request.POST.get("value", "")
+    if raw not in feedback.FEEDBACK_VALUES:
+        return HttpResponseBadRequest("Rate an answer up or down, or clear the rating.")
+    try:
+        feedback.message_feedback_set(message=message, value=feedback.FEEDBACK_VALUES[raw])
+    except feedback.FeedbackRefused as exc:
+        return HttpResponseBadRequest(str(exc))
+    if request.htmx:
+        return render(request, f"{TEMPLATE}#feedback", {"m": message})
+    return redirect(f"{message.conversation.get_absolute_url()}#msg-{message.pk}")
+
