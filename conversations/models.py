@@ -124,6 +124,9 @@ class Message(models.Model):
                 name="msg_unfinished",
                 condition=models.Q(status__in=["queued", "streaming"]),
             ),
+            # Staff satisfaction reads rated answers only (conversations.selectors.feedback_*_all_tenants): a
+            # few rows of a table that grows by every turn, found without scanning it.
+            models.Index(fields=["endpoint"], name="msg_rated", condition=models.Q(feedback__isnull=False)),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(feedback__in=[1, -1]) | models.Q(feedback__isnull=True),

@@ -4,13 +4,33 @@ so another member's conversation and another tenant's answer exactly like a miss
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Case,
+    CharField,
+    Count,
+    F,
+    FloatField,
+    IntegerField,
+    Q,
+    QuerySet,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Cast, Coalesce
 
 from routing.types import ChatMessage
 from tenants.models import Tenant, User
 
-from .models import Conversation, Message
+from .models import (
+    FEEDBACK_DOWN,
+    FEEDBACK_UP,
+    ROUTE_ESCALATED,
+    ROUTE_STAYED,
+    ROUTE_UNSCORED,
+    Conversation,
+    Message,
+)
 
 SIDEBAR_LIMIT = 100
 
@@ -108,3 +128,48 @@ def turns_unfinished_all_tenants() -> QuerySet[Message]:
     return Message.objects.filter(
         role=Message.ROLE_ASSISTANT, status__in=[Message.STATUS_QUEUED, Message.STATUS_STREAMING]
     ).select_related("tenant__plan", "conversation")
+
+
+# --- answer feedback, for staff (crosses tenants by design) ---
+
+
+def _rated_answers_all_tenants() -> QuerySet[Message]:
+    # Served by the partial index `msg_rated`: only rated answers are read, however long the table grows.
+    return Message.objects.filter(role=Message.ROLE_ASSISTANT, feedback__isnull=False)
+
+
+def _satisfaction(grouped: QuerySet) -> QuerySet:
+    """Per group of a `.values(...)` queryset: up, down, rated (answers with a rating) and share_up (0..1)."""
+    return grouped.annotate(
+        up=Count("pk", filter=Q(feedback=FEEDBACK_UP)),
+        down=Count("pk", filter=Q(feedback=FEEDBACK_DOWN)),
+        rated=Count("pk"),
+    ).annotate(share_up=Cast(F("up"), FloatField()) / F("rated"))
+
+
+# The decision as `Message.route_decision` names it, in SQL: a turn is scored when it has both a score and a verdict.
+_ROUTE_DECISION = Case(
+    When(route_score__isnull=False, route_escalated=True, then=Value(ROUTE_ESCALATED)),
+    When(route_score__isnull=False, route_escalated=False, then=Value(ROUTE_STAYED)),
+    default=Value(ROUTE_UNSCORED),
+    output_field=CharField(),
+)
+_ROUTE_DECISION_ORDER = Case(
+    When(decision=ROUTE_ESCALATED, then=Value(0)),
+    When(decision=ROUTE_STAYED, then=Value(1)),
+    default=Value(2),
+    output_field=IntegerField(),
+)
+
+
+def feedback_by_endpoint_all_tenants() -> QuerySet:
+    """Satisfaction per endpoint that answered, all tenants: dicts of endpoint, up, down, rated, share_up; the
+    most rated first. One GROUP BY."""
+    return _satisfaction(_rated_answers_all_tenants().values("endpoint")).order_by("-rated", "endpoint")
+
+
+def feedback_by_decision_all_tenants() -> QuerySet:
+    """Satisfaction per smart Auto decision (escalated, stayed, unscored), all tenants: dicts of decision, up,
+    down, rated, share_up, in that order of decisions; a decision nobody has rated is absent. One GROUP BY."""
+    grouped = _rated_answers_all_tenants().annotate(decision=_ROUTE_DECISION).values("decision")
+    return _satisfaction(grouped).order_by(_ROUTE_DECISION_ORDER)

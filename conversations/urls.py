@@ -17,4 +17,5 @@ urlpatterns = [
     path("chat/<int:conversation_id>/messages/<int:message_id>/retry/", views.message_retry, name="retry"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/stream/", sse.message_stream, name="stream"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/feedback/", views.message_feedback, name="feedback"),
+    path("staff/routing/feedback/", views.staff_feedback_all_tenants, name="staff_feedback"),
 ]

@@ -11,12 +11,14 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from tenants.access import platform_admin_required
 from tenants.models import TIER_MAX
 
 from . import feedback, selectors, services
 from .models import Conversation, Message
 
 TEMPLATE = "conversations/chat.html"
+STAFF_FEEDBACK_TEMPLATE = "conversations/staff_feedback.html"
 
 
 def _tenant(request):
@@ -198,3 +200,15 @@ def message_feedback(request, conversation_id, message_id):
         return render(request, f"{TEMPLATE}#feedback", {"m": message})
     return redirect(f"{message.conversation.get_absolute_url()}#msg-{message.pk}")
 
+
+@platform_admin_required
+@require_GET
+def staff_feedback_all_tenants(request):
+    """Answer satisfaction across all tenants, per endpoint and per smart Auto decision: a page of its own, and
+    the fragment /staff/routing/ loads (routing cannot import conversations, so the fragment is served here)."""
+    context = {
+        "by_endpoint": selectors.feedback_by_endpoint_all_tenants(),
+        "by_decision": selectors.feedback_by_decision_all_tenants(),
+    }
+    template = f"{STAFF_FEEDBACK_TEMPLATE}#satisfaction" if request.htmx else STAFF_FEEDBACK_TEMPLATE
+    return render(request, template, context)

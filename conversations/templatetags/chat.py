@@ -1,4 +1,4 @@
-"""Template filters of the chat: model answers as safe HTML, and money for display."""
+"""Template filters of the chat: model answers as safe HTML, money for display, smart Auto's decisions by name."""
 
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -6,6 +6,8 @@ import nh3
 from django import template
 from django.utils.safestring import mark_safe
 from markdown_it import MarkdownIt
+
+from conversations.models import ROUTE_DECISION_LABELS
 
 register = template.Library()
 
@@ -54,3 +56,9 @@ def stream_url(context, message) -> str:
     from conversations.sse import stream_url as url_for
 
     return url_for(context.get("request"), message)
+
+
+@register.filter
+def route_decision_label(decision: str) -> str:
+    """"Escalated to MAX", "Stayed on Auto" or "Not scored", for a `Message.route_decision` value."""
+    return ROUTE_DECISION_LABELS.get(decision, decision)

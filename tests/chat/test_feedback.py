@@ -1,15 +1,17 @@
 """Thumbs up / down on an answer: set, switch, clear; nobody but the conversation's owner can rate; only a
-finished answer a model wrote can be rated."""
+finished answer a model wrote can be rated; staff see satisfaction per model and per smart Auto decision."""
 
 import re
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import reverse
 
 from conversations import feedback, services
 from conversations.models import Message
+from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -200,3 +202,116 @@ def test_a_retry_keeps_the_old_answers_rating(as_alice, answer, chat_redis):
                            author=answer.conversation.owner)
     assert _state(answer)["feedback"] == -1
 
+
+# --- staff: satisfaction per model and per decision, all tenants ---
+
+
+@pytest.fixture
+def staff_user(db):
+    user = UserFactory(email="ops@kiwiclaw.test", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="manage_tenants", content_type__app_label="tenants"))
+    return user
+
+
+@pytest.fixture
+def rated(alice, carol, bob, acme, globex):
+    """Answers across two tenants and three members. Hand-counted:
+
+    per endpoint:  claude-opus-4-6  up 2 down 1 (rated 3)   kimi-k2.5  up 2 down 2 (rated 4)
+                   claude-haiku-4-5 up 0 down 1 (rated 1)
+    per decision:  escalated up 2 down 0 (2)   stayed up 1 down 2 (3)   unscored up 1 down 2 (3)
+    Unrated answers, questions and an unfinished answer count nowhere."""
+    chats = {
+        "alice": services.conversation_create(tenant=acme, owner=alice),
+        "carol": services.conversation_create(tenant=acme, owner=carol),
+        "bob": services.conversation_create(tenant=globex, owner=bob),
+    }
+    escalated = {"tier": "max", "endpoint": "claude-opus-4-6", "route_score": 0.8, "route_threshold": 0.2,
+                 "route_escalated": True}
+    stayed = {"route_score": 0.1, "route_threshold": 0.2, "route_escalated": False}
+    on_max = {"tier": "max", "endpoint": "claude-opus-4-6"}
+    rows = [
+        ("alice", escalated, 1), ("carol", escalated, 1),
+        ("alice", stayed, 1), ("bob", stayed, -1), ("bob", {**stayed, "endpoint": "claude-haiku-4-5"}, -1),
+        ("alice", on_max, -1), ("carol", {}, 1), ("bob", {}, -1),
+        ("alice", escalated, None), ("carol", stayed, None), ("bob", {}, None),  # not rated
+    ]
+    for owner, fields, value in rows:
+        _turn(chats[owner], feedback=value, **fields)
+    _turn(chats["alice"], status="streaming", endpoint="", content="")
+    return chats
+
+
+def _cells(html: str, table: str) -> dict[str, dict[str, str]]:
+    body = re.search(rf'data-table="{table}".*?</table>', html, re.S)[0]
+    rows = {}
+    for key, row in re.findall(r'<tr data-(?:endpoint|decision)="([^"]*)">(.*?)</tr>', body, re.S):
+        rows[key] = dict(re.findall(r'data-col="(\w+)">([^<]*)<', row))
+    return rows
+
+
+def test_staff_satisfaction_numbers_match_the_hand_count(staff_user, rated, django_assert_max_num_queries):
+    client = _client_for(staff_user)
+    client.get(reverse("conversations:staff_feedback"), HTTP_HX_REQUEST="true")  # warm the session
+    # The user, the membership, the permissions (user and group), and one GROUP BY per table.
+    with django_assert_max_num_queries(6):
+        response = client.get(reverse("conversations:staff_feedback"), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<html" not in html  # the fragment alone, for /staff/routing/
+    assert _cells(html, "feedback-by-endpoint") == {
+        "kimi-k2.5": {"up": "2", "down": "2", "share_up": "50%", "rated": "4"},
+        "claude-opus-4-6": {"up": "2", "down": "1", "share_up": "67%", "rated": "3"},
+        "claude-haiku-4-5": {"up": "0", "down": "1", "share_up": "0%", "rated": "1"},
+    }
+    assert list(_cells(html, "feedback-by-endpoint")) == ["kimi-k2.5", "claude-opus-4-6", "claude-haiku-4-5"]
+    by_decision = _cells(html, "feedback-by-decision")
+    assert by_decision == {
+        "escalated": {"up": "2", "down": "0", "share_up": "100%", "rated": "2"},
+        "stayed": {"up": "1", "down": "2", "share_up": "33%", "rated": "3"},
+        "unscored": {"up": "1", "down": "2", "share_up": "33%", "rated": "3"},
+    }
+    assert list(by_decision) == ["escalated", "stayed", "unscored"]
+
+
+def test_the_staff_selectors_aggregate_in_sql(rated, django_assert_num_queries):
+    from conversations import selectors
+
+    with django_assert_num_queries(1):
+        rows = list(selectors.feedback_by_decision_all_tenants())
+    assert rows[0] == {"decision": "escalated", "up": 2, "down": 0, "rated": 2, "share_up": 1.0}
+    with django_assert_num_queries(1):
+        rows = {r["endpoint"]: r for r in selectors.feedback_by_endpoint_all_tenants()}
+    assert rows["claude-opus-4-6"]["share_up"] == pytest.approx(2 / 3)
+
+
+def test_the_staff_page_without_htmx_is_a_full_page(staff_user, rated):
+    html = _client_for(staff_user).get(reverse("conversations:staff_feedback")).content.decode()
+    assert "<html" in html and "Answer satisfaction" in html and 'data-table="feedback-by-decision"' in html
+
+
+def test_staff_satisfaction_with_nothing_rated(staff_user, alice_chat):
+    _turn(alice_chat)
+    html = _client_for(staff_user).get(reverse("conversations:staff_feedback"),
+                                       HTTP_HX_REQUEST="true").content.decode()
+    assert html.count("No answer has been rated yet.") == 2
+
+
+@pytest.mark.parametrize("who", ["alice", "carol", "bob"])
+def test_members_and_tenant_admins_get_403_on_staff_satisfaction(request, rated, who):
+    client = _client_for(request.getfixturevalue(who))
+    assert client.get(reverse("conversations:staff_feedback"), HTTP_HX_REQUEST="true").status_code == 403
+    assert client.get(reverse("conversations:staff_feedback")).status_code == 403
+
+
+def test_anonymous_is_sent_to_login_from_staff_satisfaction(client):
+    response = client.get(reverse("conversations:staff_feedback"))
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_staff_routing_page_loads_satisfaction_with_htmx_and_links_to_it(staff_user):
+    html = _client_for(staff_user).get("/staff/routing/").content.decode()
+    url = reverse("conversations:staff_feedback")
+    assert url == "/staff/routing/feedback/"
+    assert f'hx-get="{url}" hx-trigger="load"' in html
+    assert f'<a href="{url}">' in html
