@@ -12,7 +12,7 @@ from .. import selectors
 from ..charts import daily_chart
 from ..csv_export import csv_response
 from ..models import Invoice
-from .common import invoice_context, month_context, month_from_request
+from .common import invoice_context, month_context, month_from_request, smart_auto_context
 
 
 @tenant_required
@@ -29,6 +29,7 @@ def usage(request):
         "by_model": selectors.usage_by_model(tenant=tenant, month=month, user_id=user_id),
         "by_day": by_day,
         "chart": daily_chart(month=month, days=by_day),
+        "smart": smart_auto_context(selectors.smart_savings(tenant=tenant, month=month, user_id=user_id)),
     }
     if membership.is_admin:
         context["by_member"] = selectors.usage_by_member(tenant=tenant, month=month)
