@@ -17,7 +17,14 @@ from ..charts import daily_chart
 from ..csv_export import csv_response
 from ..models import Invoice
 from ..templatetags.billing_tags import usd
-from .common import invoice_context, month_choices, month_context, month_from_request
+from .common import (
+    invoice_context,
+    mix_bar_html,
+    month_choices,
+    month_context,
+    month_from_request,
+    smart_auto_context,
+)
 from .tenant import _lines_csv
 
 FINANCE_PERM = "billing.view_finance"
@@ -48,7 +55,23 @@ def _share(part, whole) -> str:
     return f"{float(part) * 100 / float(whole):.1f}%" if whole else ""
 
 
-def _overview_rows_html(rows, *, root: str, month_param: str) -> str:
+def _smart_auto_cell_html(mix: dict | None) -> str:
+    """A tenant's routing mix and smart Auto's savings in one narrow cell (the table already fills the page): the
+    bar, its Auto · escalated · MAX counts, and the saving with its percent, stacked."""
+    if mix is None or not mix["turns"]:
+        return '<td class="mix-cell muted">—</td>'
+    counts = f'{mix["stayed_turns"]:,} · {mix["escalated_turns"]:,} · {mix["max_turns"]:,}'
+    if mix["saved_percent"] is None:
+        saved = '<span class="mix-saved muted">—</span>'
+    else:
+        neg = " neg" if mix["saved"] < 0 else ""
+        saved = (f'<span class="mix-saved{neg}" data-saved="{mix["saved"]}">{usd(mix["saved"])}'
+                 f' · {mix["saved_percent"]}%</span>')
+    return (f'<td class="mix-cell">{mix_bar_html(mix, legend=False)}<span class="mix-nums">{counts}</span>'
+            f'{saved}</td>')
+
+
+def _overview_rows_html(rows, *, mixes: dict, root: str, month_param: str) -> str:
     """The overview's table body, built in Python: with 1,000 tenants, per-cell template variables, filters and
     {% url %} tags were most of the page's render time (bench/billing_rollup.py). Text chosen by people (slug,
     name, plan) is escaped; the other cells are numbers and ids we format ourselves."""
@@ -66,7 +89,7 @@ def _overview_rows_html(rows, *, root: str, month_param: str) -> str:
             f'<td class="num">{r["request_count"]:,}</td><td class="num">{r["total_tokens"]:,}</td>'
             f'<td class="num">{usd(r["usage_cost"])}</td><td class="num">{usd(r["usage_billed"])}</td>'
             f'<td class="num{neg}">{usd(margin)}</td><td class="num muted{neg}">{_share(margin, r["usage_billed"])}</td>'
-            f'<td class="num">{usd(r["total"])}</td></tr>'
+            f'<td class="num">{usd(r["total"])}</td>{_smart_auto_cell_html(mixes.get(r["tenant_id"]))}</tr>'
         )
     return mark_safe("\n".join(parts))  # noqa: S308 - every text value above is escaped
 
@@ -77,7 +100,7 @@ OVERVIEW_COLUMNS = [
     ("tenant", "Tenant", False), ("plan", "Plan", False), ("status", "Invoice", False),
     ("requests", "Requests", True), ("tokens", "Tokens", True), ("cost", "Provider cost", True),
     ("billed", "Billed", True), ("margin", "Margin", True), (None, "Margin %", True),
-    ("total", "Invoice total", True),
+    ("total", "Invoice total", True), (None, "Smart Auto", False),
 ]
 
 
@@ -108,13 +131,19 @@ def overview_all_tenants(request):
     sort, descending = _sort_from_request(request)
     month_param = f"{month:%Y-%m}"
     rows = selectors.invoice_overview_all_tenants(month=month, sort=sort, descending=descending)
+    rolled_up_at = selectors.last_rollup_all_tenants(month=month)
+    mixes = selectors.routing_mix_all_tenants(month=month, rolled_up_at=rolled_up_at)
+    smart = smart_auto_context(selectors.routing_mix_totals_all_tenants(mixes))
     direction = "desc" if descending else "asc"
     context = {
         **month_context(month),
         "nav_section": "finance",
-        "rows_html": _overview_rows_html(rows, root=reverse("finance_overview"), month_param=month_param),
+        "rows_html": _overview_rows_html(rows, mixes=mixes, root=reverse("finance_overview"),
+                                         month_param=month_param),
         "totals": selectors.invoice_month_totals_all_tenants(month=month),
-        "rolled_up_at": selectors.last_rollup_all_tenants(month=month),
+        "smart": smart,
+        "smart_total_cell": mark_safe(_smart_auto_cell_html(smart)),  # noqa: S308 - numbers only
+        "rolled_up_at": rolled_up_at,
         "columns": _overview_columns(sort=sort, descending=descending, month_param=month_param),
         "sort": sort, "descending": descending,
         # The month picker keeps the chosen sort when the month changes.
@@ -124,15 +153,31 @@ def overview_all_tenants(request):
     return render(request, "finance/overview.html", context)
 
 
+# The routing mix from the ledger, per tenant: (CSV column, key of selectors.smart_savings' figures).
+_MIX_CSV = [("auto_stayed_turns", "stayed_turns"), ("auto_escalated_turns", "escalated_turns"),
+            ("max_turns", "max_turns"), ("named_model_turns", "other_turns"),
+            ("auto_billed", "actual_billed"), ("auto_billed_if_max", "counterfactual_billed"),
+            ("smart_auto_saved", "saved"), ("smart_auto_saved_percent", "saved_percent")]
+_MIX_CSV_COLUMNS = [column for column, _ in _MIX_CSV]
+
+
+def _mix_csv_cells(mix: dict | None) -> list:
+    if mix is None:  # no usage this month: no turns, nothing saved, no percent
+        return [None if key == "saved_percent" else 0 for _, key in _MIX_CSV]
+    return [mix[key] for _, key in _MIX_CSV]
+
+
 @finance_required
 def overview_csv_all_tenants(request):
     month = month_from_request(request)
     header = ["month", "tenant_slug", "tenant", "plan", "invoice_status", "invoice_number", "requests", "tokens",
-              "provider_cost", "billed", "margin", "usage_amount", "fee", "credit", "total"]
+              "provider_cost", "billed", "margin", "usage_amount", "fee", "credit", "total", *_MIX_CSV_COLUMNS]
+    mixes = selectors.routing_mix_all_tenants(month=month,
+                                              rolled_up_at=selectors.last_rollup_all_tenants(month=month))
     rows = ([f"{month:%Y-%m}", i["tenant__slug"], i["tenant__name"], i["plan_name"], i["status"],
              f"KC-{i['number']:06d}" if i["number"] else "", i["request_count"], i["total_tokens"],
              i["usage_cost"], i["usage_billed"], i["margin_value"], i["usage_amount"], i["fee"], i["credit"],
-             i["total"]]
+             i["total"], *_mix_csv_cells(mixes.get(i["tenant_id"]))]
             for i in selectors.invoice_overview_all_tenants(month=month, sort="tenant", descending=False))
     return csv_response(filename=f"kiwiclaw-tenants-{month:%Y-%m}.csv", header=header, rows=rows)
 
@@ -157,6 +202,7 @@ def tenant_detail_all_tenants(request, tenant_id):
         "by_model": selectors.usage_by_model(tenant=tenant, month=month),
         "by_day": by_day,
         "chart": daily_chart(month=month, days=by_day, show_cost=True),
+        "smart": smart_auto_context(selectors.smart_savings(tenant=tenant, month=month)),
         "invoices": selectors.invoice_list(tenant=tenant),
     }
     return render(request, "finance/tenant_detail.html", context)
