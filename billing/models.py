@@ -49,11 +49,11 @@ class UsageRecord(models.Model):
     # model named explicitly, and on rows from before it was recorded). Smart Auto's decision is kept for Auto
     # requests it scored, and `counterfactual_cost` — the same tokens at the MAX chain's first model's prices —
     # for every Auto request, so savings are sums over the ledger.
-    requested_tier = models.CharField(max_length=10, choices=TIER_CHOICES, blank=True, default="")
+    requested_tier = models.CharField(max_length=10, choices=TIER_CHOICES, blank=True, default="", db_default="")
     route_score = models.FloatField(null=True, blank=True)
     route_threshold = models.FloatField(null=True, blank=True)
     route_escalated = models.BooleanField(null=True, blank=True)
-    router_version = models.CharField(max_length=40, blank=True, default="")
+    router_version = models.CharField(max_length=40, blank=True, default="", db_default="")
     counterfactual_cost = models.DecimalField(**MONEY, null=True, blank=True,
                                               help_text="Provider cost had this Auto request run on MAX.")
     recorded_at = models.DateTimeField(db_default=Now(), editable=False)
