@@ -386,7 +386,7 @@ def main():
         cursor.execute("ANALYZE conversations_message, conversations_conversation")
     print(f"start [{load()}]")
     env = dict(os.environ, DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost")
-    fake, fake_url = start([sys.executable, "-m", "routing.fake_provider", "--port", "0"], env,
+    fake, fake_url = start([sys.executable, "-m", "devtools.fake_provider", "--port", "0"], env,
                            r"FAKE_PROVIDER_URL (\S+)")
     drain(fake, "fake")
     env.update({"ANTHROPIC_BASE_URL": fake_url, "ANTHROPIC_API_KEY": "fake", "MOONSHOT_BASE_URL": f"{fake_url}/v1",

@@ -162,7 +162,7 @@ def wait_http(url: str, path: str, timeout: float = 60.0, proc=None) -> None:
 
 
 def start_fake_provider():
-    proc = subprocess.Popen([sys.executable, "-m", "routing.fake_provider", "--port", "0"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.fake_provider", "--port", "0"], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if not line.startswith("FAKE_PROVIDER_URL "):

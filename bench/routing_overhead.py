@@ -90,7 +90,7 @@ def build_and_parse(adapter, lines, base_url, model):
 
 
 async def main():
-    proc = subprocess.Popen([sys.executable, "-m", "routing.fake_provider", "--port", "0"], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "devtools.fake_provider", "--port", "0"], stdout=subprocess.PIPE,
                             text=True, cwd=str(settings.BASE_DIR))
     url = proc.stdout.readline().split(" ", 1)[1].strip()
     settings.ANTHROPIC_BASE_URL, settings.MOONSHOT_BASE_URL = url, f"{url}/v1"

@@ -1,6 +1,6 @@
 """The REST API under /api/ (DRF): dashboard data for API keys and browser sessions, and its OpenAPI schema.
 
-The schema also describes the /v1 proxy endpoints (added by routing.proxy.openapi.add_proxy_paths).
+The schema also describes the /v1 proxy endpoints (added by proxy.openapi.add_proxy_paths).
 """
 
 from django.http import JsonResponse

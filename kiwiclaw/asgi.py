@@ -7,10 +7,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kiwiclaw.settings")
 django_application = get_asgi_application()
 
 # /v1 (the LLM proxy) goes to its own small ASGI entry ahead of Django's middleware stack, which does nothing
-# for API-key requests and costs about half the throughput (see routing/proxy/asgi.py, bench/README.md).
+# for API-key requests and costs about half the throughput (see proxy/asgi.py, bench/README.md).
 # PROXY_RAW_ASGI=0 serves /v1 through Django's URLconf instead (same handler), e.g. to compare.
 from conversations import sse_asgi  # noqa: E402  (needs Django set up)
-from routing.proxy.asgi import app as proxy_application  # noqa: E402
+from proxy.asgi import app as proxy_application  # noqa: E402
 
 _RAW_PROXY = os.environ.get("PROXY_RAW_ASGI", "1") != "0"
 

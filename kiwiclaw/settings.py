@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "tenants",
     "billing",
     "routing",
+    "proxy",
     "conversations",
 ]
 
@@ -176,12 +177,12 @@ CELERY_BEAT_SCHEDULE["chat-sweep-stale-turns"] = {
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # /api/: an API key (acts as its creator) or the browser session; see routing/proxy/drf.py.
+    # /api/: an API key (acts as its creator) or the browser session; see proxy/drf.py.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "routing.proxy.drf.ApiKeyAuthentication",
-        "routing.proxy.drf.TenantSessionAuthentication",
+        "proxy.drf.ApiKeyAuthentication",
+        "proxy.drf.TenantSessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["routing.proxy.drf.IsTenantMember"],
+    "DEFAULT_PERMISSION_CLASSES": ["proxy.drf.IsTenantMember"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
@@ -197,10 +198,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {"InvoiceStatusEnum": "billing.models.Invoice.STATUS_CHOICES"},
-    # The /v1 proxy endpoints are plain async views, described by hand (routing/proxy/openapi.py).
+    # The /v1 proxy endpoints are plain async views, described by hand (proxy/openapi.py).
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "routing.proxy.openapi.add_proxy_paths",
+        "proxy.openapi.add_proxy_paths",
     ],
 }
 
@@ -208,7 +209,7 @@ SPECTACULAR_SETTINGS = {
 # Largest accepted request body; bigger ones get 413 without being read further.
 PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 # How long a process trusts its cached API key lookup (revocation is immediate through Redis; see
-# routing/proxy/auth.py).
+# proxy/auth.py).
 PROXY_KEY_CACHE_TTL = env.float("PROXY_KEY_CACHE_TTL", default=10.0)
 
 LOGGING = {

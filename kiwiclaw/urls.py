@@ -7,7 +7,7 @@ from . import health
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("v1/", include("routing.proxy.urls")),
+    path("v1/", include("proxy.urls")),
     path("api/", include("kiwiclaw.api_urls")),
     path("", include("tenants.urls")),
     path("", include("billing.urls")),

@@ -375,7 +375,7 @@ def dev(args) -> int:
 
         if sup.env.get("ANTHROPIC_API_KEY") or sup.env.get("MOONSHOT_API_KEY"):
             sup.say("provider API keys are set: calling the real providers")
-        elif management_command_exists("fake_provider"):
+        elif (BASE_DIR / "devtools" / "fake_provider").is_dir():
             port = args.fake_provider_port
             sup.env["ANTHROPIC_BASE_URL"] = f"http://127.0.0.1:{port}"
             sup.env["MOONSHOT_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
@@ -383,11 +383,11 @@ def dev(args) -> int:
             # They never reach a real provider: the base URLs above point at the fake.
             sup.env["ANTHROPIC_API_KEY"] = "fake-local-key"
             sup.env["MOONSHOT_API_KEY"] = "fake-local-key"
-            sup.start("fake", manage("fake_provider", "--port", str(port)))
+            sup.start("fake", [PYTHON, "-m", "devtools.fake_provider", "--port", str(port)])
             sup.wait_until("fake provider", lambda: port_open(port))
             sup.say(f"no provider API keys: answering from the fake provider at http://127.0.0.1:{port}")
         else:
-            sup.say("no provider API keys and no fake_provider command yet: chat answers will fail")
+            sup.say("no provider API keys and no fake provider (devtools/) here: chat answers will fail")
 
         sup.start(
             "web",

@@ -149,7 +149,7 @@ class FakeProviderHandle:
         self._http = httpx.Client(base_url=url, timeout=5)
 
     def scenario(self, model: str, options: dict | None = None, **opts) -> None:
-        """Set the behaviour for one upstream model id (see routing/fake_provider/app.py for the options)."""
+        """Set the behaviour for one upstream model id (see devtools/fake_provider/app.py for the options)."""
         self._http.post("/_control/scenario", json={"model": model, **(options or {}), **opts}).raise_for_status()
 
     def reset(self) -> None:
@@ -170,7 +170,7 @@ def fake_provider_server():
     import sys
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "routing.fake_provider", "--port", "0"],
+        [sys.executable, "-m", "devtools.fake_provider", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
         cwd=str(settings.BASE_DIR),

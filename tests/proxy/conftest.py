@@ -80,8 +80,8 @@ class ProxyServer:
 def reseed_defaults():
     """Default plans and the model catalog, as the data migrations create them (a transactional test's flush
     removes them)."""
+    from proxy.auth import key_cache_clear
     from routing.catalog import catalog_invalidate
-    from routing.proxy.auth import key_cache_clear
     from tenants.models import Plan
     from tenants.plans import ensure_default_plans
 
@@ -93,7 +93,7 @@ def reseed_defaults():
 
 def usage_rows(count: int = 1, *, timeout: float = 8.0, settle: float = 0.3) -> list:
     """The usage rows once `count` of them are in the ledger. The proxy writes a call's row just after its
-    answer (routing/proxy/handler.py), so a client can have the answer a few milliseconds before the row
+    answer (proxy/handler.py), so a client can have the answer a few milliseconds before the row
     lands. Waits `settle` seconds more, so a second row for the same call would show up (and fail the test)."""
     from billing.models import UsageRecord
 

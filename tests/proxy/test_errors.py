@@ -1,5 +1,5 @@
 """Every row of the error table, through both official SDKs: the status, the SDK's own exception class and
-the protocol's error body (routing/proxy/errors.py, docs/architecture.md "Proxy API")."""
+the protocol's error body (proxy/errors.py, docs/architecture.md "Proxy API")."""
 
 import time
 from decimal import Decimal
@@ -11,7 +11,7 @@ import redis as redis_lib
 from django.conf import settings
 
 from billing.models import UsageRecord
-from routing.proxy.errors import ERROR_TABLE
+from proxy.errors import ERROR_TABLE
 from tenants.services import api_key_revoke, tenant_set_status
 from tests.factories import MembershipFactory, PlanFactory, TenantFactory, UserFactory, make_api_key
 

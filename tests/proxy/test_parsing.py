@@ -3,8 +3,8 @@
 import orjson
 import pytest
 
-from routing.proxy.errors import ProxyError
-from routing.proxy.parsing import parse_anthropic, parse_openai
+from proxy.errors import ProxyError
+from proxy.parsing import parse_anthropic, parse_openai
 
 
 def _openai(**fields):

@@ -5,8 +5,8 @@ import asyncio
 import httpx
 import pytest
 
-from routing.proxy.auth import KeyIdentity
-from routing.proxy.ratelimit import arate_limit_settle, arate_limit_take
+from proxy.auth import KeyIdentity
+from proxy.ratelimit import arate_limit_settle, arate_limit_take
 from tests.factories import MembershipFactory, PlanFactory, TenantFactory, UserFactory, make_api_key
 from tests.proxy.conftest import ProxyServer
 

@@ -26,7 +26,7 @@ def _client(secret=None):
 
 @pytest.fixture
 def keys(db, alice, carol, bob, acme, globex, redis_client):
-    from routing.proxy.auth import key_cache_clear
+    from proxy.auth import key_cache_clear
 
     key_cache_clear()
     return {

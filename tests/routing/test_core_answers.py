@@ -2,7 +2,7 @@
 
 import pytest
 
-from routing.fake_provider.app import prompt_tokens
+from devtools.fake_provider.app import prompt_tokens
 from routing.types import Done, Routed, TextDelta, Usage
 
 from .conftest import ask, collect, complete

@@ -58,7 +58,7 @@ from .errors import ANTHROPIC, OPENAI, ProxyError, error_body, error_headers, er
 from .parsing import ParsedCall, parse_anthropic, parse_openai
 from .ratelimit import arate_limit_settle, arate_limit_take
 
-logger = logging.getLogger("routing.proxy")
+logger = logging.getLogger("proxy")
 
 JSON = ("content-type", "application/json")
 SSE_HEADERS = [("content-type", "text/event-stream; charset=utf-8"), ("cache-control", "no-cache"),

@@ -70,7 +70,7 @@ class IsTenantMember(BasePermission):
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "routing.proxy.drf.ApiKeyAuthentication"
+    target_class = "proxy.drf.ApiKeyAuthentication"
     name = "apiKey"
 
     def get_security_definition(self, auto_schema):
@@ -78,7 +78,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class SessionScheme(OpenApiAuthenticationExtension):
-    target_class = "routing.proxy.drf.TenantSessionAuthentication"
+    target_class = "proxy.drf.TenantSessionAuthentication"
     name = "session"
 
     def get_security_definition(self, auto_schema):
