@@ -113,8 +113,7 @@ def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, d
                      "postgres -D", "redis-server 127.0.0.1:"):
             assert what in running, f"{what!r} is not running under make dev:\n{running}"
         assert "5432" not in re.findall(r"port=(\d+)", running), "embedded Postgres must not take 5432"
-        if management_command_exists("fake_provider"):
-            assert f"fake_provider --port {fake_port}" in running
+        assert f"devtools.fake_provider --port {fake_port}" in running, f"no fake provider under make dev:\n{running}"
 
         login_checked = management_command_exists("seed_demo")
         if login_checked:
