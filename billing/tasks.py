@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from . import budget, services
+from . import budget, selectors, services
 from .months import month_start
 
 logger = logging.getLogger(__name__)
@@ -13,8 +13,12 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="billing.rollup_current_month")
 def rollup_current_month() -> int:
-    """Keep the current month's draft invoices up to date with the ledger."""
-    return services.invoice_rollup(month=month_start())
+    """Keep the current month's draft invoices up to date with the ledger, then warm the finance overview's
+    routing mix for this rollup (cached per rollup: the first overview after it would otherwise pay the scan)."""
+    month = month_start()
+    count = services.invoice_rollup(month=month)
+    selectors.routing_mix_all_tenants(month=month, rolled_up_at=selectors.last_rollup_all_tenants(month=month))
+    return count
 
 
 @shared_task(name="billing.finalize_ended_months")

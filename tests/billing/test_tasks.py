@@ -33,3 +33,15 @@ def test_finalize_task_closes_ended_months_once(acme, settings):
 
 def test_reconcile_task_runs(acme, budget_redis):
     assert tasks.reconcile_budgets() == 0
+
+
+def test_rollup_task_warms_the_finance_overviews_routing_mix(acme, budget_redis, django_assert_num_queries):
+    from billing.selectors import last_rollup_all_tenants, routing_mix_all_tenants
+
+    record_usage(acme)
+    tasks.rollup_current_month()
+    month = month_start()
+    rolled_up_at = last_rollup_all_tenants(month=month)
+    with django_assert_num_queries(0):  # the mix of this rollup is already cached: no ledger scan
+        mixes = routing_mix_all_tenants(month=month, rolled_up_at=rolled_up_at)
+    assert acme.pk in mixes
