@@ -1,8 +1,14 @@
-"""From a routing result to its usage row: written once, for the chat turn and the proxy alike.
+"""The one metering path of a routed call, for the chat turn and the proxy alike:
+
+    hold (estimate the call's maximum cost, reserve it against the tenant's budget)
+    → route (routing.core) → record (the one usage row, which settles the hold) | release (nothing billed)
+
+Each call is keyed (`chat:<message id>`, `api:<request id>`): the hold, the row and the release all name the
+same key, and the row's unique key is what makes a second record of the same call a no-op.
 
 `usage_row(result)` gives every ledger column a result decides (the answering endpoint, its prices and cost,
-the tokens, the requested tier, smart Auto's decision and the counterfactual MAX cost); the caller adds who
-and what the row is for (tenant, source, key, user, API key) and hands it to `billing.services.usage_record`.
+the tokens, the requested tier, smart Auto's decision and the counterfactual MAX cost); `record` adds who and
+what the row is for (tenant, source, key, user, API key) and hands it to `billing.services.usage_record`.
 
 The counterfactual — what an Auto request would have cost on MAX — prices the request's actual tokens at the
 published prices of the MAX chain's first enabled model, with the one cost function (routing.cost). Savings
@@ -13,14 +19,68 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .catalog import Catalog, catalog_get
-from .cost import price_usage
-from .types import RouteResult, Usage
+from asgiref.sync import sync_to_async
+
+from billing.budget import BudgetExceeded, abudget_reserve, budget_release, budget_reserve
+from billing.services import usage_record
+
+from .catalog import Catalog, EndpointInfo, catalog_cached, catalog_get
+from .cost import estimate_max_cost, estimate_tokens, price_usage
+from .errors import RoutingError
+from .types import ChatRequest, RouteResult, Usage
+
+# --- hold, record, release ---
+
+# What a refused hold raises: the budget's refusal (its message is fit to show people), or a routing error.
+HOLD_REFUSALS = (BudgetExceeded, RoutingError)
 
 
-def max_reference_prices(catalog: Catalog):
-    """The MAX chain's first enabled endpoint (the model a MAX request is answered by when nothing fails)."""
-    for slug in catalog.chains.get("max", ()):
+def hold(*, tenant, key: str, tier: str, request: ChatRequest) -> None:
+    """Reserve the call's estimated maximum cost on `tier` under `key` (again: the same key replaces the hold).
+
+    Raises one of HOLD_REFUSALS (BudgetExceeded: the hold would pass the plan's cap), holding nothing. Sync:
+    may load the catalog; the chat holds from a request thread or a Celery thread."""
+    budget_reserve(tenant=tenant, key=key, cost=estimate_max_cost(tenant=tenant, tier=tier, request=request))
+
+
+async def ahold(*, tenant, key: str, tier: str, request: ChatRequest) -> None:
+    """`hold` on an event loop, for the proxy.
+
+    Twin of `hold` because a thread hop per request on the proxy's hot path costs measurable latency
+    (bench/proxy_latency.py): the reservation runs on the loop, and so does the estimate while the catalog is in
+    this process's memory; only a stale catalog needs the database (a thread hop)."""
+    if catalog_cached() is not None:
+        cost = estimate_max_cost(tenant=tenant, tier=tier, request=request)
+    else:
+        cost = await sync_to_async(estimate_max_cost)(tenant=tenant, tier=tier, request=request)
+    await abudget_reserve(tenant=tenant, key=key, cost=cost)
+
+
+def record(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None, result: RouteResult):
+    """Write the call's one usage row, priced at the endpoint that answered, and settle its hold (after commit).
+    Idempotent on `key`. Returns the UsageRecord, or None for a result no endpoint answered (nothing to price).
+
+    Sync: inside a caller's transaction the row commits with it; from async code call it through
+    sync_to_async."""
+    if not result.endpoint or result.prices is None:
+        return None
+    return usage_record(tenant=tenant, source=source, key=key, user_id=user_id, api_key_id=api_key_id,
+                        **usage_row(result))
+
+
+def release(*, tenant, key: str) -> None:
+    """Drop the hold of a call that ends unbilled (failed before any text, cancelled while queued). Releasing a
+    key with no hold is a no-op. Sync: the proxy's failures call it through sync_to_async, off its hot path."""
+    budget_release(tenant=tenant, key=key)
+
+
+# --- the usage row ---
+
+
+def first_endpoint(tier: str, catalog: Catalog | None = None) -> EndpointInfo | None:
+    """The tier chain's first enabled endpoint: the one that answers when nothing fails."""
+    catalog = catalog or catalog_get()
+    for slug in catalog.chains.get(tier, ()):
         endpoint = catalog.endpoints.get(slug)
         if endpoint is not None and endpoint.enabled:
             return endpoint
@@ -29,7 +89,7 @@ def max_reference_prices(catalog: Catalog):
 
 def counterfactual_cost(*, usage: Usage, catalog: Catalog | None = None) -> Decimal | None:
     """`usage` priced at the MAX chain's first model; None when no MAX model is configured."""
-    endpoint = max_reference_prices(catalog or catalog_get())
+    endpoint = first_endpoint("max", catalog)
     if endpoint is None:
         return None
     return price_usage(prices=endpoint.prices, usage=usage)
@@ -59,3 +119,20 @@ def usage_row(result: RouteResult) -> dict:
         "router_version": smart.version if smart else "",
         "counterfactual_cost": counterfactual_cost(usage=usage) if result.requested_tier == "auto" else None,
     }
+
+
+def estimated_result(*, tier: str, prompt: str, text: str, reason: str, error: str) -> RouteResult:
+    """A result for a call whose own was lost with the process running it (a worker that died mid-answer): the
+    prompt and the text it had produced counted with the token estimate, priced at the tier's first endpoint
+    (which endpoint answered died with the process; the first is the one that answers unless a fallback
+    happened). Ended with an error, output flagged estimated; `record` it like any result."""
+    endpoint = first_endpoint(tier)
+    prices = endpoint.prices if endpoint else None
+    usage = Usage(input_tokens=estimate_tokens(prompt), output_tokens=estimate_tokens(text), output_estimated=True)
+    return RouteResult(
+        text=text, finish_reason="error", tier=tier, requested_tier=tier,
+        endpoint=endpoint.slug if endpoint else "",
+        provider=endpoint.provider if endpoint else "", upstream_model=endpoint.upstream_model if endpoint else "",
+        usage=usage, reason=reason, cost=price_usage(prices=prices, usage=usage) if prices else Decimal("0"),
+        prices=prices, error=error,
+    )
