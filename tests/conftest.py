@@ -9,7 +9,25 @@ import pytest
 import redis as redis_lib
 from django.conf import settings
 
+from tests import harness
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+
+_LOG_MARKS = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    item.stash[_LOG_MARKS] = harness.log_marks()
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test's report shows what the processes it used (tests/harness.py) logged while it ran."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.sections.extend(harness.log_sections(item.stash.get(_LOG_MARKS, {})))
 
 
 @pytest.fixture(autouse=True)
@@ -136,9 +154,10 @@ def _plan(slug):
 
 
 # --- The fake LLM provider (routing) ---------------------------------------------------------------------
-# One real server process per test session on a free loopback port; each test gets it reset (no scenarios,
-# empty request log, circuit breakers closed) and the provider settings pointed at it. The URLs and keys are
-# also exported to os.environ so processes the tests start (a Celery worker, a second process) inherit them.
+# One real server process per test session, started by tests/harness.py on port 0; each test gets it reset
+# (no scenarios, empty request log, circuit breakers closed) and the provider settings pointed at it. The URLs
+# and keys are also exported to os.environ so processes the tests start (a Celery worker, a second process)
+# inherit them.
 
 
 class FakeProviderHandle:
@@ -166,20 +185,17 @@ class FakeProviderHandle:
 @pytest.fixture(scope="session")
 def fake_provider_server():
     import os
-    import subprocess
+    import re
     import sys
 
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "devtools.fake_provider", "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=str(settings.BASE_DIR),
+    from devtools.fake_provider.server import READY_PREFIX
+
+    # The fake binds port 0 itself and prints the URL it got (devtools/fake_provider/server.py).
+    proc = harness.start_process(
+        [sys.executable, "-m", "devtools.fake_provider", "--port", "0"], name="fake provider",
+        port_from=rf"^{re.escape(READY_PREFIX)}http://127\.0\.0\.1:(\d+)$",
     )
-    line = proc.stdout.readline()
-    if not line.startswith("FAKE_PROVIDER_URL "):
-        proc.kill()
-        raise RuntimeError(f"fake provider did not start: {line!r}")
-    url = line.split(" ", 1)[1].strip()
+    url = proc.url
     env = {
         "ANTHROPIC_BASE_URL": url,
         "ANTHROPIC_API_KEY": "fake-anthropic-key",
@@ -195,11 +211,7 @@ def fake_provider_server():
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    proc.stop()
 
 
 @pytest.fixture
