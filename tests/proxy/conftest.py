@@ -1,24 +1,22 @@
 """Fixtures for the proxy and REST API tests.
 
-`proxy_server` is a real uvicorn process serving kiwiclaw.asgi on a free loopback port, against the test
-database (test_<db>) and the test Redis, with provider URLs pointing at the fake provider. Tests that talk
-to it must commit their data, so they use `live_db` (a transactional database, re-seeded with the default
-plans and model catalog that the flush between transactional tests removes).
+`proxy_server` is a real uvicorn process serving kiwiclaw.asgi on a loopback port (port 0, tests/harness.py),
+against the test database (test_<db>) and the test Redis, with provider URLs pointing at the fake provider.
+Tests that talk to it must commit their data, so they use `live_db` (a transactional database, re-seeded with
+the default plans and model catalog that the flush between transactional tests removes).
 """
 
 import importlib
 import os
-import socket
-import subprocess
 import sys
 import time
 
-import httpx
 import pytest
 from django.apps import apps as django_apps
 from django.conf import settings
 
 from tests.factories import make_api_key
+from tests.harness import http_ready, listening_port, start_process
 
 SERVER_ENV = {
     # Short deadlines so failure tests end quickly.
@@ -41,40 +39,23 @@ def _database_url() -> str:
 
 
 class ProxyServer:
+    """uvicorn serving kiwiclaw.asgi, started by tests/harness.py on port 0 (the port read from the kernel's
+    listening socket) and ready once /v1/models answers 401 to a request without a key."""
+
     def __init__(self, *, extra_env: dict | None = None):
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        sock.close()
-        self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **SERVER_ENV, "DATABASE_URL": _database_url(), "REDIS_URL": settings.REDIS_URL,
                "DJANGO_SECRET_KEY": "test", "DJANGO_DEBUG": "0", **(extra_env or {})}
         env.pop("DJANGO_TEST_DATABASE", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1", "--port",
-             str(self.port), "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log"],
-            cwd=str(settings.BASE_DIR), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        self.process = start_process(
+            [sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1", "--port", "0",
+             "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log"],
+            name="proxy server", env=env, port_from=listening_port, ready=http_ready("/v1/models", 401),
         )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proxy server exited: {self.proc.stderr.read()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/v1/models", timeout=1).status_code == 401:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("proxy server did not start within 30 s")
-            time.sleep(0.1)
+        self.port = self.process.port
+        self.url = self.process.url
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.process.stop()
 
 
 def reseed_defaults():
