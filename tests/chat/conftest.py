@@ -6,16 +6,14 @@ transactional test's flush removes.
 """
 
 import os
-import signal
-import subprocess
 import sys
 import time
 
 import pytest
-from django.conf import settings as django_settings
 
 from conversations import services
 from conversations.models import Conversation, Message
+from tests.harness import start_process
 
 integration = pytest.mark.django_db(transaction=True)
 
@@ -116,24 +114,23 @@ def worker_subprocess_env(settings) -> dict:
 
 @pytest.fixture
 def worker_process(chat_settings, chat_redis, fake_provider):
-    """Start Celery worker subprocesses on demand; each is SIGKILLed at teardown if still alive."""
+    """Start Celery worker subprocesses on demand (tests/harness.py), each returned once it logs that it is ready
+    and leading its own process group (so a test can SIGKILL it whole); stopped at teardown if still alive."""
     procs = []
 
     def start():
-        proc = subprocess.Popen(
+        # INFO: the worker says it is ready only at that level.
+        proc = start_process(
             [sys.executable, "-m", "celery", "-A", "kiwiclaw", "worker", "--pool", "threads", "--concurrency", "8",
-             "--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-            cwd=str(django_settings.BASE_DIR), env=worker_subprocess_env(chat_settings),
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+             "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+            name="celery worker", env=worker_subprocess_env(chat_settings), ready=r"celery@\S+ ready\.",
         )
         procs.append(proc)
         return proc
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        proc.stop()
     _close_pool()
 
 

@@ -3,9 +3,7 @@ and the fake provider. A screenshot per test goes to artifacts/."""
 
 import os
 import re
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from django.conf import settings as django_settings
 from conversations import services
 from conversations.models import Conversation, Message
 from tests.factories import DEMO_PASSWORD
+from tests.harness import http_ready, listening_port, start_process
 
 from .conftest import integration, wait_for, worker_subprocess_env
 
@@ -28,39 +27,20 @@ KIMI, OPUS = "kimi-k2.5", "claude-opus-4-6"
 
 @pytest.fixture
 def asgi_server(chat_settings, fake_provider):
-    """uvicorn on a free loopback port (port 0), serving the test database."""
+    """uvicorn on a loopback port (port 0, read back by tests/harness.py), serving the test database."""
     env = worker_subprocess_env(chat_settings)
     env.update({"DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1", "DJANGO_SECURE_SSL_REDIRECT": "0",
                 "DJANGO_SECURE_HSTS_SECONDS": "0", "CHAT_SSE_BLOCK_MS": "200", "CHAT_SSE_HEARTBEAT": "2"})
-    proc = subprocess.Popen(
+    with start_process(
         [sys.executable, "-m", "uvicorn", "tests.chat.asgi_static:application", "--host", "127.0.0.1", "--port", "0",
          "--log-level", "info", "--no-access-log"],
-        cwd=str(django_settings.BASE_DIR), env=env, stderr=subprocess.PIPE, text=True,
-    )
-    port = None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        match = re.search(r"running on http://127\.0\.0\.1:(\d+)", line)
-        if match:
-            port = match.group(1)
-            break
-        if proc.poll() is not None:
-            break
-    if port is None:
-        proc.kill()
-        raise RuntimeError("uvicorn did not start")
-    # Keep reading the server's log: an undrained pipe would block it once full, and a failing test should
-    # show the server's traceback.
-    log: list[str] = []
-    reader = threading.Thread(target=lambda: log.extend(proc.stderr), daemon=True)
-    reader.start()
-    yield f"http://localhost:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
-    reader.join(timeout=5)
-    if any("Traceback" in line or "ERROR" in line for line in log):
-        sys.stderr.write("uvicorn log:\n" + "".join(log))
+        name="uvicorn (chat)", env=env, port_from=listening_port, ready=http_ready("/login/", 200),
+    ) as server:
+        yield f"http://localhost:{server.port}"
+    # A failing test shows the server's log (tests/conftest.py); a passing one still shows a traceback in it.
+    log = server.log_text()
+    if "Traceback" in log or "ERROR" in log:
+        sys.stderr.write(f"uvicorn log:\n{log}\n")
 
 
 @pytest.fixture
