@@ -23,6 +23,9 @@ OUTSIDE_ENV = (
 
 
 def free_port() -> int:
+    """A port that was free a moment ago. Only for `make dev`, which must be told its ports: it cannot yet report
+    what a port-0 bind got (its supervisor announces the number it was given, and exports the fake provider's URL
+    before starting it), so these tests accept the small race of a port taken in between."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -42,53 +45,6 @@ def processes_with_marker(marker: str) -> list[tuple[int, str]]:
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
     return found
-
-
-def _stat(pid: int) -> tuple[int, str, int] | None:
-    """(parent pid, state, start time) from /proc/<pid>/stat, or None when the process is gone."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()  # the command name in parentheses may contain spaces
-    return int(fields[1]), fields[0], int(fields[19])
-
-
-def process_tree(root: int) -> dict[int, tuple[int, str]]:
-    """{pid: (start time, command line)} of root and all its live descendants.
-
-    Servers that rewrite their process title (redis-server, Postgres' backends) also overwrite the memory
-    /proc shows as their environment, so the marker alone does not find them; their parentage does.
-    """
-    children: dict[int, list[int]] = {}
-    info = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            stat = _stat(int(entry.name))
-            if stat and stat[1] != "Z":
-                children.setdefault(stat[0], []).append(int(entry.name))
-                info[int(entry.name)] = stat[2]
-    tree, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in info:
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-            tree[pid] = (info[pid], cmd.strip())
-        todo.extend(children.get(pid, []))
-    return tree
-
-
-def still_alive(snapshot: dict[int, tuple[int, str]]) -> list[tuple[int, str]]:
-    """The processes of a process_tree() snapshot that still exist (same pid and start time, not a zombie)."""
-    left = []
-    for pid, (started, cmd) in snapshot.items():
-        stat = _stat(pid)
-        if stat and stat[2] == started and stat[1] != "Z":
-            left.append((pid, cmd))
-    return left
 
 
 def wait_for_no_marked_processes(marker: str, timeout: float = 5.0) -> list[tuple[int, str]]:

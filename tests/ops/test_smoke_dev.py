@@ -10,15 +10,14 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from scripts.services import management_command_exists
-from tests.ops.conftest import BASE_DIR, free_port, process_tree, still_alive
+from tests.harness import ServiceProcess, http_ready, process_tree, start_process, still_alive
+from tests.ops.conftest import free_port
 
 pytestmark = [pytest.mark.smoke, pytest.mark.slow]
 
@@ -34,42 +33,13 @@ def dev_var_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("dev") / "var"
 
 
-def _stop_after_failure(proc):
-    """If a test failed with the supervisor still running, stop it the polite way, then kill whatever of its tree
-    is left, so one failure does not leave servers behind for the rest of the suite."""
-    if proc.poll() is not None:
-        return
-    tree = process_tree(proc.pid)
-    os.killpg(proc.pid, signal.SIGINT)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    for pid, _ in still_alive(tree):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def _tail(path, lines=60):
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def _wait_healthy(base_url, proc, log_path):
-    deadline = time.monotonic() + UP_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"make dev exited with {proc.returncode} before serving:\n{_tail(log_path)}")
-        try:
-            response = httpx.get(f"{base_url}/healthz", timeout=2)
-            if response.status_code == 200:
-                return response
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"/healthz did not answer 200 within {UP_TIMEOUT}s:\n{_tail(log_path)}")
+def _dev_process(argv, *, env, port) -> ServiceProcess:
+    """make dev or the supervisor under tests/harness.py: its output drained and shown when it fails; ready once
+    /healthz answers 200 on `port`. If a test fails with it still running, it is stopped the polite way (SIGINT
+    to its process group, as a terminal's Ctrl-C), then whatever of its tree is left is killed, so one failure
+    does not leave servers behind for the rest of the suite."""
+    return ServiceProcess(argv, name=argv[0], env=env, port_from=port, ready=http_ready("/healthz", 200, timeout=2),
+                          start_timeout=UP_TIMEOUT, stop_signal=signal.SIGINT, stop_timeout=60, log_lines=20_000)
 
 
 def _log_in(base_url, email, password):
@@ -89,20 +59,15 @@ def _log_in(base_url, email, password):
         return response
 
 
-def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, dev_var_dir, marked):
+def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(dev_var_dir, marked):
     port, fake_port = free_port(), free_port()
     base_url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path / "make-dev.log"
     dev_args = f"--port {port} --fake-provider-port {fake_port} --var-dir {dev_var_dir}"
-    with open(log_path, "wb") as log:
-        # A session of its own, so the SIGINT below reaches make and the supervisor as a terminal's Ctrl-C would.
-        proc = subprocess.Popen(
-            ["make", "--no-print-directory", "dev", f"DEV_ARGS={dev_args}"],
-            cwd=BASE_DIR, env=marked.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        health = _wait_healthy(base_url, proc, log_path)
+    # A session of its own (the harness gives each process one), so the SIGINT below reaches make and the
+    # supervisor as a terminal's Ctrl-C would.
+    with _dev_process(["make", "--no-print-directory", "dev", f"DEV_ARGS={dev_args}"], env=marked.env,
+                      port=port) as proc:
+        health = httpx.get(f"{base_url}/healthz", timeout=5)
         assert health.json()["checks"] == {"database": "ok", "redis": "ok"}
         # uvicorn is not runserver: the pages' CSS must still be served in debug.
         assert httpx.get(f"{base_url}/static/css/app.css", timeout=5).status_code == 200
@@ -126,11 +91,9 @@ def test_make_dev_comes_up_logs_alice_in_and_sigint_stops_everything(tmp_path, d
         # its environment marker, in case something had left the tree (daemonized).
         assert still_alive(started) == [], f"processes left after SIGINT: {still_alive(started)}"
         assert marked.left(timeout=5) == []
-        assert "all processes stopped" in log_path.read_text(errors="replace")
+        assert "all processes stopped" in proc.log_text()
         with pytest.raises(httpx.TransportError):
             httpx.get(f"{base_url}/healthz", timeout=2)
-    finally:
-        _stop_after_failure(proc)
     if not login_checked:
         pytest.skip("seed_demo does not exist yet: came up and stopped cleanly, but the alice login was not checked")
 
@@ -143,16 +106,13 @@ def test_dev_stops_everything_and_fails_when_a_process_dies(dev_var_dir, marked)
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "scripts.services", "dev", "--port", str(port),
-             "--fake-provider-port", str(free_port()), "--var-dir", str(dev_var_dir)],
-            cwd=BASE_DIR, env=marked.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        try:
-            output, _ = proc.communicate(timeout=UP_TIMEOUT)
-        finally:
-            _stop_after_failure(proc)
+        argv = [sys.executable, "-m", "scripts.services", "dev", "--port", str(port),
+                "--fake-provider-port", str(free_port()), "--var-dir", str(dev_var_dir)]
+        # Never ready (the port answers nothing): it runs until the supervisor gives up.
+        with start_process(argv, name="scripts.services dev", env=marked.env, stop_signal=signal.SIGINT,
+                           stop_timeout=60, log_lines=20_000) as proc:
+            proc.wait(timeout=UP_TIMEOUT)
+            output = proc.log_text()
 
     assert proc.returncode == 1, output[-3000:]
     assert "web exited with code" in output
