@@ -22,7 +22,7 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import parse_cookie
 from django.middleware.csrf import CsrfViewMiddleware
 
-from kiwiclaw.asgi_tools import until_gone, wait_disconnect
+from infra.asgi import until_gone, wait_disconnect
 from tenants.models import Tenant, User
 
 from . import sse

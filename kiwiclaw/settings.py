@@ -95,7 +95,7 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 
 CACHES = {
     "default": {
-        "BACKEND": "kiwiclaw.cache.SharedRedisCache",  # Django's, sharing one client per process
+        "BACKEND": "infra.cache.SharedRedisCache",  # Django's, sharing one client per process
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": "kc",
     }

@@ -23,7 +23,7 @@ saving.
 import asyncio
 import gc
 
-from kiwiclaw.asgi_tools import until_gone, wait_disconnect
+from infra.asgi import until_gone, wait_disconnect
 
 from .errors import ANTHROPIC, OPENAI, ProxyError
 from .handler import ProxyResponse, error_response, handle, handle_models, max_body_bytes, new_request_id
