@@ -28,6 +28,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
+from infra.http import provider_client  # noqa: E402
 from routing import breaker  # noqa: E402
 from routing.catalog import catalog_get  # noqa: E402
 from routing.core import route_stream, validate_request  # noqa: E402
@@ -35,7 +36,6 @@ from routing.cost import estimate_prompt_tokens  # noqa: E402
 from routing.policy import policy_decide  # noqa: E402
 from routing.providers import anthropic, openai_compat  # noqa: E402
 from routing.sse import SSEDecoder  # noqa: E402
-from routing.transport import http_client  # noqa: E402
 from routing.types import ChatMessage, ChatRequest  # noqa: E402
 from tenants.models import Plan, Tenant  # noqa: E402
 
@@ -124,7 +124,7 @@ async def main():
             lambda: build_and_parse(openai_compat, o_lines, f"{url}/v1", "claude-opus-4-6")))
         print(f"{'=> core work per request (policy+breaker+build/parse)':<46} median {p + b + max(a, o):7.3f} ms\n")
 
-        client = http_client()
+        client = provider_client()
         up = anthropic.build_request(base_url=url, api_key="k", model="claude-opus-4-6", request=REQUEST,
                                      stream=True, max_tokens=256)
 

@@ -17,20 +17,16 @@ usage row settles its reservation and adds its billed amount after commit; `budg
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
 import logging
-import weakref
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
 import redis
-import redis.asyncio as aioredis
 from django.conf import settings
 from django.db.models import Sum
-from redis.exceptions import NoScriptError
 
+from infra.redis import Script, redis_async, redis_sync
 from tenants.models import Plan, Tenant
 
 from . import money
@@ -136,45 +132,12 @@ def _reservation_ttl_ms() -> int:
     return int(getattr(settings, "BILLING_RESERVATION_TTL_SECONDS", 600) * 1000)
 
 
-# --- Redis clients, created lazily once per process (and once per event loop for asyncio) ---------------
+# --- Redis: infra's clients (one per process, one per event loop); scripts run by SHA ---------------------
 
-_sync_client: redis.Redis | None = None
-_async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def redis_client() -> redis.Redis:
-    global _sync_client
-    if _sync_client is None:
-        _sync_client = redis.Redis.from_url(settings.REDIS_URL)
-    return _sync_client
-
-
-def aredis_client() -> aioredis.Redis:
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL)
-        _async_clients[loop] = client
-    return client
-
-
-# Scripts run by SHA (EVALSHA): Redis neither receives nor hashes their source on every request; a server that
-# does not know a script yet (restarted, flushed) gets the source once.
-_SHAS = {src: hashlib.sha1(src.encode()).hexdigest() for src in (RESERVE_LUA, SETTLE_LUA, RELEASE_LUA)}
-
-
-def _run(client: redis.Redis, script: str, keys: list[str], *args):
-    try:
-        return client.evalsha(_SHAS[script], len(keys), *keys, *args)
-    except NoScriptError:
-        return client.eval(script, len(keys), *keys, *args)
-
-
-async def _arun(client: aioredis.Redis, script: str, keys: list[str], *args):
-    try:
-        return await client.evalsha(_SHAS[script], len(keys), *keys, *args)
-    except NoScriptError:
-        return await client.eval(script, len(keys), *keys, *args)
+_RESERVE = Script(RESERVE_LUA)
+_SETTLE = Script(SETTLE_LUA)
+_RELEASE = Script(RELEASE_LUA)
+_RECONCILE = Script(RECONCILE_LUA)
 
 
 # --- ledger reads used to seed and reconcile the cache ---------------------------------------------------
@@ -197,26 +160,30 @@ async def aledger_month_spend(*, tenant_id: int, month: date) -> Decimal:
 def cached_month_spend(*, tenant_id: int, month: date | None = None) -> Decimal:
     """Billed spend of the tenant in the month, from Redis, seeded from the ledger on a miss."""
     month = month or month_start()
-    client = redis_client()
+    client = redis_sync()
     key = spend_key(tenant_id, month)
     raw = client.get(key)
     if raw is None:
         units = money.to_units(ledger_month_spend(tenant_id=tenant_id, month=month))
         # NX: a concurrent seed or settle that got there first wins; both reflect the ledger.
-        client.set(key, units, ex=SPEND_TTL_SECONDS, nx=True)
-        raw = client.get(key)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, units, ex=SPEND_TTL_SECONDS, nx=True)
+        pipe.get(key)
+        raw = pipe.execute()[1]
     return money.from_units(int(raw))
 
 
 async def acached_month_spend(*, tenant_id: int, month: date | None = None) -> Decimal:
     month = month or month_start()
-    client = aredis_client()
+    client = redis_async()
     key = spend_key(tenant_id, month)
     raw = await client.get(key)
     if raw is None:
         units = money.to_units(await aledger_month_spend(tenant_id=tenant_id, month=month))
-        await client.set(key, units, ex=SPEND_TTL_SECONDS, nx=True)
-        raw = await client.get(key)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(key, units, ex=SPEND_TTL_SECONDS, nx=True)
+        pipe.get(key)
+        raw = (await pipe.execute())[1]
     return money.from_units(int(raw))
 
 
@@ -264,12 +231,11 @@ def budget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
     want = money.billed_amount(cost, plan.markup_percent)
     month = month_start()
     keys = _keys(tenant.pk, month)
-    client = redis_client()
     args = [key, money.to_units(want), money.to_units(plan.monthly_cap), _reservation_ttl_ms()]
-    status, spend_units, outstanding_units = _run(client, RESERVE_LUA, keys.as_list(), *args)
+    status, spend_units, outstanding_units = _RESERVE.run(keys.as_list(), args)
     if status == -1:
         cached_month_spend(tenant_id=tenant.pk, month=month)
-        status, spend_units, outstanding_units = _run(client, RESERVE_LUA, keys.as_list(), *args)
+        status, spend_units, outstanding_units = _RESERVE.run(keys.as_list(), args)
     if status != 1:
         raise _refusal(tenant=tenant, plan=plan, spend_units=spend_units, outstanding_units=outstanding_units,
                        want=want, month=month)
@@ -284,12 +250,11 @@ async def abudget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
     want = money.billed_amount(cost, plan.markup_percent)
     month = month_start()
     keys = _keys(tenant.pk, month)
-    client = aredis_client()
     args = [key, money.to_units(want), money.to_units(plan.monthly_cap), _reservation_ttl_ms()]
-    status, spend_units, outstanding_units = await _arun(client, RESERVE_LUA, keys.as_list(), *args)
+    status, spend_units, outstanding_units = await _RESERVE.arun(keys.as_list(), args)
     if status == -1:
         await acached_month_spend(tenant_id=tenant.pk, month=month)
-        status, spend_units, outstanding_units = await _arun(client, RESERVE_LUA, keys.as_list(), *args)
+        status, spend_units, outstanding_units = await _RESERVE.arun(keys.as_list(), args)
     if status != 1:
         raise _refusal(tenant=tenant, plan=plan, spend_units=spend_units, outstanding_units=outstanding_units,
                        want=want, month=month)
@@ -297,11 +262,11 @@ async def abudget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
 
 def budget_release(*, tenant: Tenant, key: str) -> None:
     """Drop a hold: the request failed and nothing is charged. Releasing an unknown key is a no-op."""
-    _run(redis_client(), RELEASE_LUA, _keys(tenant.pk, month_start()).as_list(), key)
+    _RELEASE.run(_keys(tenant.pk, month_start()).as_list(), [key])
 
 
 async def abudget_release(*, tenant: Tenant, key: str) -> None:
-    await _arun(aredis_client(), RELEASE_LUA, _keys(tenant.pk, month_start()).as_list(), key)
+    await _RELEASE.arun(_keys(tenant.pk, month_start()).as_list(), [key])
 
 
 def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: datetime) -> None:
@@ -311,7 +276,7 @@ def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: dat
     """
     keys = _keys(tenant_id, month_start(recorded_at))
     try:
-        _run(redis_client(), SETTLE_LUA, keys.as_list(), key, money.to_units(billed))
+        _SETTLE.run(keys.as_list(), [key, money.to_units(billed)])
     except redis.RedisError:
         logger.exception("budget settle failed for %s; the reconcile task will repair tenant %s", key, tenant_id)
 
@@ -323,8 +288,8 @@ def budget_reconcile_all_tenants(*, month: date | None = None) -> int:
     settled meanwhile is never lost (that counter is retried on the next run).
     """
     month = month or month_start()
-    client = redis_client()
-    keys = [k.decode() for k in client.scan_iter(match=f"kc:budget:spend:*:{month:%Y%m}", count=1000)]
+    client = redis_sync()
+    keys = list(client.scan_iter(match=f"kc:budget:spend:*:{month:%Y%m}", count=1000))
     if not keys:
         return 0
     before = client.mget(keys)
@@ -340,6 +305,6 @@ def budget_reconcile_all_tenants(*, month: date | None = None) -> int:
             continue
         truth = money.to_units(sums.get(tenant_id) or money.ZERO)
         if int(old) != truth:
-            changed += client.eval(RECONCILE_LUA, 1, key, old, truth, SPEND_TTL_SECONDS)
+            changed += _RECONCILE.run([key], [old, truth, SPEND_TTL_SECONDS])
             logger.warning("budget counter %s drifted: %s units cached, %s in the ledger", key, int(old), truth)
     return changed

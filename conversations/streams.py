@@ -12,25 +12,22 @@
 
 import asyncio
 import re
-import threading
 import weakref
 
-import redis
-import redis.asyncio as aredis
 from django.conf import settings
 
-from routing.transport import script_client
+from infra.redis import Script, redis_async, redis_sync
 
 ENTRY_DELTA = "d"
 ENTRY_END = "end"
 STREAM_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 
-_PUBLISH_LUA = """
+_PUBLISH = Script("""
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 redis.call('XADD', KEYS[1], '*', 't', 'd', 'v', ARGV[1])
 if redis.call('XLEN', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return 1
-"""
+""")
 
 
 def stream_key(message_id) -> str:
@@ -49,18 +46,10 @@ def _chat_setting(name: str):
     return getattr(settings, name)
 
 
-# --- sync client (services, the sweeper, the Celery thread) ---
+# --- the clients: infra's (one per process for sync code, one per event loop for the turn loop and SSE) ---
 
-_sync_client = None
-_sync_lock = threading.Lock()
-
-
-def sync_redis() -> redis.Redis:
-    global _sync_client
-    with _sync_lock:
-        if _sync_client is None:
-            _sync_client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-        return _sync_client
+sync_redis = redis_sync
+async_redis = redis_async
 
 
 def stop_flag_set(message_id) -> None:
@@ -89,26 +78,6 @@ def heartbeat_alive(message_id) -> bool:
     return bool(sync_redis().exists(heartbeat_key(message_id)))
 
 
-# --- async client (the turn loop and the SSE view), one per event loop ---
-
-_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis]" = weakref.WeakKeyDictionary()
-
-
-def async_redis() -> aredis.Redis:
-    """A client bound to the running loop: redis.asyncio connections cannot cross event loops."""
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        # A blocking pool waits for a free connection under a burst instead of failing the read.
-        pool = aredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, decode_responses=True, max_connections=_chat_setting("CHAT_REDIS_MAX_CONNECTIONS"),
-            timeout=10,
-        )
-        client = aredis.Redis(connection_pool=pool)
-        _async_clients[loop] = client
-    return client
-
-
 class StreamPublisher:
     """Publishes one turn's deltas from a background task, so reading the provider never waits on Redis.
 
@@ -132,9 +101,6 @@ class StreamPublisher:
         self._closed = asyncio.Event()  # cuts the pause between writes short at the end of the turn
         self._interval = _chat_setting("CHAT_STREAM_FLUSH_INTERVAL")
         self.client = async_redis()
-        # The writes go through the routing core's pipelined script client (one connection per loop, EVALSHA):
-        # redis-py's asyncio client cost several times its CPU per call, and a worker makes thousands a second.
-        self.scripts = script_client()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     def publish(self, text: str) -> None:
@@ -151,9 +117,9 @@ class StreamPublisher:
             while self._pending and not self.stopped:
                 batch, count = "".join(self._pending), len(self._pending)
                 self._pending.clear()
-                ok = await self.scripts.run(
-                    _PUBLISH_LUA, keys=[stream_key(self.message_id), cancel_key(self.message_id)],
-                    args=[batch, _chat_setting("CHAT_STREAM_MAX_AGE")],
+                ok = await _PUBLISH.arun(
+                    keys=[stream_key(self.message_id), cancel_key(self.message_id)],
+                    args=[batch, _chat_setting("CHAT_STREAM_MAX_AGE")], client=self.client,
                 )
                 if ok:
                     self.published += count

@@ -4,6 +4,9 @@ Django keeps a cache object per request context under ASGI, and each object buil
 and connection pool: every request that touched the cache (every page, through the cached sessions) opened a
 new Redis connection. Here all cache objects of one configuration share one client, whose pool keeps its
 connections (redis-py's pool is thread-safe and starts over after a fork).
+
+Its pool is its own, not `infra.redis`'s: the cache stores pickled bytes, and infra's clients decode replies to
+`str`. Set as `CACHES["default"]["BACKEND"] = "infra.cache.SharedRedisCache"`.
 """
 
 import threading

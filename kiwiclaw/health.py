@@ -1,9 +1,9 @@
 """GET /healthz: 200 when Postgres and Redis both answer, 503 naming the one that does not."""
 
-import redis
-from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
+
+from infra.redis import redis_sync
 
 
 def _check_database() -> str:
@@ -17,9 +17,7 @@ def _check_database() -> str:
 
 def _check_redis() -> str:
     try:
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-        client.ping()
-        client.close()
+        redis_sync().ping()
         return "ok"
     except Exception as exc:  # noqa: BLE001
         return f"error: {type(exc).__name__}"

@@ -92,6 +92,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, Celery broker, rate limits, budgets, token streams. ---
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# infra.redis's clients (one sync per process, one async per event loop): the connect and reply timeout, and
+# the connections each one opens at most (a caller past it waits up to the timeout for a free one).
+REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=5.0)
+REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=256)
 
 CACHES = {
     "default": {
@@ -244,9 +248,6 @@ ROUTING_READ_TIMEOUT = env.float("ROUTING_READ_TIMEOUT", default=60.0)
 ROUTING_POOL_MAX_CONNECTIONS = env.int("ROUTING_POOL_MAX_CONNECTIONS", default=1000)
 ROUTING_POOL_MAX_KEEPALIVE = env.int("ROUTING_POOL_MAX_KEEPALIVE", default=500)
 ROUTING_POOL_KEEPALIVE_EXPIRY = env.float("ROUTING_POOL_KEEPALIVE_EXPIRY", default=30.0)
-# Breaker, rate-limit and stream-publish scripts in Redis (one pipelined connection per event loop,
-# routing/resp.py): the connect/reply timeout.
-ROUTING_REDIS_TIMEOUT = env.float("ROUTING_REDIS_TIMEOUT", default=5.0)
 # Overall deadline for an answer to start (all fallbacks and retries), and the retries on the last endpoint.
 ROUTING_DEADLINE_SECONDS = env.float("ROUTING_DEADLINE_SECONDS", default=90.0)
 ROUTING_RETRY_ATTEMPTS = env.int("ROUTING_RETRY_ATTEMPTS", default=3)

@@ -7,24 +7,20 @@ view sees `request.tenant`, `request.membership` and `request.user`.
 """
 
 import redis
-from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, SessionAuthentication
 from rest_framework.permissions import BasePermission
 
-from .auth import REVOKED_KEY, authenticate_key
+from infra.redis import redis_sync
 
-_redis: dict = {}
+from .auth import REVOKED_KEY, authenticate_key
 
 
 def _revoked_elsewhere(key_id: int) -> bool:
     """The same cross-process revocation flag the /v1 rate-limit script checks."""
-    client = _redis.get("client")
-    if client is None:
-        client = _redis["client"] = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
     try:
-        return bool(client.exists(REVOKED_KEY.format(key_id)))
+        return bool(redis_sync().exists(REVOKED_KEY.format(key_id)))
     except redis.RedisError:
         return False  # the cache TTL still bounds how long a revoked key works
 

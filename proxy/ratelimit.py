@@ -16,16 +16,15 @@ import math
 from dataclasses import dataclass
 
 import redis
-from django.conf import settings
 
-from routing.transport import script_client
+from infra.redis import Script, redis_sync
 
 from .auth import REVOKED_KEY, KeyIdentity
 
 REVOKED_TTL_SECONDS = 3600
 BUCKET_TTL_MS = 120_000
 
-_TAKE = """
+_TAKE = Script("""
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, 0, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -52,10 +51,10 @@ for i = 1, n do
   redis.call('PEXPIRE', KEYS[i + 1], ARGV[#ARGV])
 end
 return {1, 0, 0}
-"""
+""")
 
 # Charge (or refund, when negative) tokens after the call; the level may go below zero but not below -cap.
-_SETTLE = """
+_SETTLE = Script("""
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 1, #KEYS do
@@ -69,7 +68,7 @@ for i = 1, #KEYS do
   redis.call('PEXPIRE', KEYS[i], ARGV[#ARGV])
 end
 return 1
-"""
+""")
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ async def arate_limit_take(identity: KeyIdentity, *, tokens: int) -> Decision:
     for key, _name, cap in buckets:
         args += [cap, 1 if key.endswith(":rpm") else max(tokens, 0)]
     args.append(BUCKET_TTL_MS)
-    allowed, wait_ms, which = await script_client().run(_TAKE, keys, args)
+    allowed, wait_ms, which = await _TAKE.arun(keys, args)
     if allowed == -1:
         return Decision(allowed=False, revoked=True)
     if allowed == 1:
@@ -125,15 +124,12 @@ async def arate_limit_settle(identity: KeyIdentity, *, tokens: int) -> None:
     for _key, _name, cap in buckets:
         args += [cap, tokens]
     args.append(BUCKET_TTL_MS)
-    await script_client().run(_SETTLE, [b[0] for b in buckets], args)
+    await _SETTLE.arun([b[0] for b in buckets], args)
 
 
 def mark_revoked(key_id: int) -> None:
     """Called (sync, on commit) when a key is revoked: every process's next rate-limit check refuses it."""
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
     try:
-        client.set(REVOKED_KEY.format(key_id), 1, ex=REVOKED_TTL_SECONDS)
+        redis_sync().set(REVOKED_KEY.format(key_id), 1, ex=REVOKED_TTL_SECONDS)
     except redis.RedisError:
         pass  # the cache TTL still bounds how long other processes accept the key
-    finally:
-        client.close()

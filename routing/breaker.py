@@ -13,10 +13,9 @@ Every transition is one Lua script, so it is atomic across processes, and time c
 
 from __future__ import annotations
 
-import redis
 from django.conf import settings
 
-from .transport import script_client
+from infra.redis import Script, redis_async
 
 KEY_PREFIX = "kc:breaker:"
 
@@ -29,7 +28,7 @@ SKIPPED_STATES = frozenset({OPEN, TRIAL_BUSY})
 _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
 # Effective state of each key: returns {state, failures, ms until open ends} per key.
-_STATES = _NOW + """
+_STATES = Script(_NOW + """
 local out = {}
 for i, key in ipairs(KEYS) do
   local v = redis.call('HMGET', key, 'state', 'failures', 'open_until', 'trial_until')
@@ -46,10 +45,10 @@ for i, key in ipairs(KEYS) do
   out[#out + 1] = wait
 end
 return out
-"""
+""")
 
 # Claim the right to call the endpoint: 1 if allowed (closed, or this caller took the half-open trial), else 0.
-_ACQUIRE = _NOW + """
+_ACQUIRE = Script(_NOW + """
 local v = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'trial_until')
 local state = v[1] or 'closed'
 if state == 'closed' then return 1 end
@@ -57,10 +56,10 @@ if state == 'open' and now < tonumber(v[2] or '0') then return 0 end
 if state == 'half_open' and now < tonumber(v[3] or '0') then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'half_open', 'trial_until', now + tonumber(ARGV[1]))
 return 1
-"""
+""")
 
 # One failure: ARGV = threshold, cool-down ms, key ttl ms. Returns the new state.
-_FAILURE = _NOW + """
+_FAILURE = Script(_NOW + """
 local v = redis.call('HMGET', KEYS[1], 'state', 'failures')
 local state = v[1] or 'closed'
 local failures = tonumber(v[2] or '0') + 1
@@ -74,23 +73,18 @@ elseif state ~= 'open' then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return state
-"""
+""")
 
 
 def _key(slug: str) -> str:
     return f"{KEY_PREFIX}{slug}"
 
 
-async def _run(script: str, keys: list[str], args: list) -> object:
-    return await script_client().run(script, keys, args)
-
-
 def _parse_states(slugs: list[str], raw: list) -> dict[str, dict]:
     states = {}
     for i, slug in enumerate(slugs):
-        state = raw[3 * i]
         states[slug] = {
-            "state": state.decode() if isinstance(state, bytes) else state,
+            "state": raw[3 * i],
             "failures": int(raw[3 * i + 1]),
             "retry_in_ms": int(raw[3 * i + 2]),
         }
@@ -101,14 +95,14 @@ async def breaker_states(slugs: list[str]) -> dict[str, dict]:
     """{slug: {"state", "failures", "retry_in_ms"}} for the given endpoints, in one round trip."""
     if not slugs:
         return {}
-    raw = await _run(_STATES, [_key(s) for s in slugs], [])
+    raw = await _STATES.arun([_key(s) for s in slugs])
     return _parse_states(slugs, raw)
 
 
 async def breaker_acquire(slug: str) -> bool:
     """May this caller call the endpoint now? Claims the single half-open trial when the cool-down is over."""
     trial_ms = int(settings.ROUTING_BREAKER_TRIAL_SECONDS * 1000)
-    return bool(await _run(_ACQUIRE, [_key(slug)], [trial_ms]))
+    return bool(await _ACQUIRE.arun([_key(slug)], [trial_ms]))
 
 
 async def breaker_record_failure(slug: str) -> str:
@@ -116,13 +110,12 @@ async def breaker_record_failure(slug: str) -> str:
     cooldown_ms = int(settings.ROUTING_BREAKER_COOLDOWN_SECONDS * 1000)
     # Forget a run of failures that stopped long ago, so "consecutive" does not span days.
     ttl_ms = max(cooldown_ms * 10, 600_000)
-    state = await _run(_FAILURE, [_key(slug)], [settings.ROUTING_BREAKER_THRESHOLD, cooldown_ms, ttl_ms])
-    return state.decode() if isinstance(state, bytes) else state
+    return await _FAILURE.arun([_key(slug)], [settings.ROUTING_BREAKER_THRESHOLD, cooldown_ms, ttl_ms])
 
 
 async def breaker_record_success(slug: str) -> None:
     """A success closes the breaker and clears the failure run."""
-    await script_client().execute("DEL", _key(slug))
+    await redis_async().delete(_key(slug))
 
 
 def breaker_is_clean(state: dict | None) -> bool:
@@ -139,9 +132,4 @@ def breaker_states_sync(slugs: list[str]) -> dict[str, dict]:
     """The same as breaker_states, for sync code (the staff page)."""
     if not slugs:
         return {}
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        raw = client.eval(_STATES, len(slugs), *[_key(s) for s in slugs])
-    finally:
-        client.close()
-    return _parse_states(slugs, raw)
+    return _parse_states(slugs, _STATES.run([_key(s) for s in slugs]))

@@ -19,9 +19,12 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import httpx
 import orjson
 from django.conf import settings
+
+from infra.http import provider_send
 
 from .breaker import breaker_acquire, breaker_is_clean, breaker_record_failure, breaker_record_success
 from .catalog import EndpointInfo
@@ -41,7 +44,6 @@ from .errors import (
 from .policy import RoutePlan
 from .providers import adapter_for
 from .sse import SSEDecoder, SSELines
-from .transport import http_send
 from .types import (
     FINISH_CANCELLED,
     FINISH_ERROR,
@@ -74,7 +76,7 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
     content = orjson.dumps(upstream.body)
     try:
         if not request.stream:
-            response = await http_send("POST", upstream.url, content=content, headers=upstream.headers)
+            response = await provider_send("POST", upstream.url, content=content, headers=upstream.headers)
             if response.status_code >= 400:
                 raise adapter.classify_error(response.status_code, response.headers, response.content)
             try:
@@ -87,7 +89,8 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
             yield UsageUpdate(parsed.usage)
             yield Finish(parsed.finish_reason)
             return
-        response = await http_send("POST", upstream.url, content=content, headers=upstream.headers, stream=True)
+        response = await provider_send("POST", upstream.url, content=content, headers=upstream.headers,
+                                       stream=True)
         try:
             if response.status_code >= 400:
                 raise adapter.classify_error(response.status_code, response.headers, await response.aread())
@@ -123,9 +126,16 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
             raise ProviderError(KIND_CONNECTION, "The provider closed the stream before the answer was complete.")
         finally:
             await response.aclose()
-    except httpx.TimeoutException as exc:
-        raise ProviderError(KIND_TIMEOUT, f"The provider did not answer in time ({type(exc).__name__}).") from None
-    except httpx.HTTPError as exc:  # connect/read/protocol errors: the provider could not be talked to
+    except httpx.HTTPError as exc:
+        # httpx-aiohttp maps every aiohttp connection error to httpx.ConnectTimeout (a server that hung up, too):
+        # only a timeout underneath is a timeout. Any other error means the provider could not be talked to.
+        cause = exc.__cause__
+        if isinstance(exc, httpx.TimeoutException) and (cause is None or isinstance(cause, TimeoutError)):
+            raise ProviderError(KIND_TIMEOUT, f"The provider did not answer in time ({type(exc).__name__}).") \
+                from None
+        name = type(cause or exc).__name__
+        raise ProviderError(KIND_CONNECTION, f"Could not reach the provider ({name}).") from None
+    except aiohttp.ClientError as exc:  # one httpx-aiohttp does not map (e.g. a malformed response)
         raise ProviderError(KIND_CONNECTION, f"Could not reach the provider ({type(exc).__name__}).") from None
 
 

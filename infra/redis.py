@@ -1,0 +1,126 @@
+"""The process's Redis clients (redis-py, hiredis as its reply parser) and the Lua script runner.
+
+- `redis_sync()`: one client per process, for sync code (services, Celery tasks, the admin, health).
+- `redis_async()`: one client per event loop (redis.asyncio's connections cannot cross loops).
+
+Each client owns one connection pool, bounded by REDIS_MAX_CONNECTIONS (a caller past it waits for a free
+connection, up to REDIS_TIMEOUT), with REDIS_TIMEOUT for connecting and for each reply, so a burst of requests
+reuses connections instead of opening one each. Replies are decoded to `str`. A forked child builds its own
+clients on first use. Every connection names itself `kiwiclaw:<pid>` (CLIENT LIST shows whose it is).
+
+Never build a Redis client elsewhere: that is a new pool, and a TCP connect, per call.
+
+A command cancelled in flight (its caller's task was cancelled, or timed out) closes its connection
+(redis-py disconnects on any exception during a send or a read), so a late reply can never be read by the
+next user of that connection; tests/infra/test_cancellation.py holds us to it.
+
+`Script(source)`: a Lua script run by SHA (EVALSHA); when the server does not know it yet (restarted,
+flushed), EVAL sends the source once, which also caches it there. `script.run(keys, args)` on the sync
+client, `await script.arun(keys, args)` on the loop's async client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+from django.core.signals import setting_changed
+from redis.exceptions import NoScriptError
+
+from .loops import PerLoop
+
+_sync_client: redis.Redis | None = None
+_sync_lock = threading.Lock()
+
+
+def _options() -> dict:
+    return {
+        "decode_responses": True,
+        "max_connections": settings.REDIS_MAX_CONNECTIONS,
+        "timeout": settings.REDIS_TIMEOUT,  # waiting for a free connection at the limit
+        "socket_timeout": settings.REDIS_TIMEOUT,
+        "socket_connect_timeout": settings.REDIS_TIMEOUT,
+        "client_name": f"kiwiclaw:{os.getpid()}",
+    }
+
+
+def redis_sync() -> redis.Redis:
+    """The process's sync client (thread-safe: its pool hands each thread its own connection)."""
+    global _sync_client
+    client = _sync_client
+    if client is None:
+        with _sync_lock:
+            if _sync_client is None:
+                pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **_options())
+                _sync_client = redis.Redis(connection_pool=pool)
+            client = _sync_client
+    return client
+
+
+def _new_async_client() -> aredis.Redis:
+    pool = aredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **_options())
+    return aredis.Redis(connection_pool=pool)
+
+
+_async_clients: PerLoop[aredis.Redis] = PerLoop(_new_async_client)
+
+
+def redis_async() -> aredis.Redis:
+    """The running event loop's client."""
+    return _async_clients.get()
+
+
+async def aclose_redis() -> None:
+    """Close the running loop's client (before closing a loop you made, e.g. in a worker thread)."""
+    client = _async_clients.pop()
+    if client is not None:
+        await client.aclose(close_connection_pool=True)
+
+
+def _forget_sync_client() -> None:
+    global _sync_client, _sync_lock
+    _sync_client = None  # the parent's sockets are not ours to use
+    _sync_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_sync_client)
+
+
+def _on_setting_changed(*, setting: str, **kwargs) -> None:
+    """A test that points REDIS_URL elsewhere (override_settings) gets clients for the new URL."""
+    global _sync_client
+    if setting.startswith("REDIS_"):
+        client, _sync_client = _sync_client, None
+        if client is not None:
+            client.connection_pool.disconnect()
+        _async_clients.forget_all()
+
+
+setting_changed.connect(_on_setting_changed)
+
+
+class Script:
+    """A Lua script, registered once at import (`SCRIPT = Script("...")`) and run by SHA."""
+
+    def __init__(self, source: str):
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    def run(self, keys: Sequence = (), args: Sequence = (), *, client: redis.Redis | None = None):
+        client = client or redis_sync()
+        try:
+            return client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return client.eval(self.source, len(keys), *keys, *args)
+
+    async def arun(self, keys: Sequence = (), args: Sequence = (), *, client: aredis.Redis | None = None):
+        client = client or redis_async()
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await client.eval(self.source, len(keys), *keys, *args)
