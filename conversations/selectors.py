@@ -3,7 +3,6 @@ so another member's conversation and another tenant's answer exactly like a miss
 
 from decimal import Decimal
 
-from django.db import connection
 from django.db.models import (
     Case,
     CharField,
@@ -22,6 +21,7 @@ from django.db.models.functions import Cast, Coalesce
 from routing.types import ChatMessage
 from tenants.models import Tenant, User
 
+from . import sql
 from .models import (
     FEEDBACK_DOWN,
     FEEDBACK_UP,
@@ -79,48 +79,14 @@ def message_get(*, tenant: Tenant, user: User, message_id, conversation_id=None)
     return qs.select_related("conversation", "tenant__plan").get(pk=message_id)
 
 
-def history_sql(*, conversation: str, tenant: str, question: str) -> str:
-    """The rows the model may see for an answer to `question`, as SQL (the arguments are SQL expressions: a
-    placeholder or a column): the conversation's questions up to that one and the answers to earlier ones,
-    columns (id, role, content, status, parent_id). Shared by `message_history` and the turn runner's claim,
-    which reads them in the same statement that takes the turn."""
-    return (
-        f"SELECT h.id, h.role, h.content, h.status, h.parent_id FROM {Message._meta.db_table} h "
-        f"WHERE h.conversation_id = {conversation} AND h.tenant_id = {tenant} "
-        f"AND ((h.role = 'user' AND h.id <= {question}) OR (h.role = 'assistant' AND h.parent_id < {question}))"
-    )
-
-
-def history_from_rows(rows) -> list[ChatMessage]:
-    """What the model sees, from `history_sql` rows in id order: each question, followed by its latest finished
-    answer (a retried answer replaces the one before); failed turns and empty answers are left out."""
-    latest_answer: dict[int, str] = {}
-    for _id, role, content, status, parent_id in rows:
-        if role == Message.ROLE_ASSISTANT and content.strip() and status in (
-            Message.STATUS_DONE,
-            Message.STATUS_CANCELLED,
-        ):
-            latest_answer[parent_id] = content
-    history = []
-    for row_id, role, content, _status, _parent_id in rows:
-        if role == Message.ROLE_USER:
-            history.append(ChatMessage(role=role, content=content))
-            if row_id in latest_answer:
-                history.append(ChatMessage(role=Message.ROLE_ASSISTANT, content=latest_answer[row_id]))
-    return history
-
-
 def message_history(*, message: Message) -> list[ChatMessage]:
     """What the model sees for an assistant message: the conversation up to and including its question.
 
     Internal to the chat's services, which already hold a message loaded through a tenant-scoped path. Plain
-    SQL: it runs between the user pressing Enter and the first word, and the ORM cost 3 ms of CPU here."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            history_sql(conversation="%s", tenant="%s", question="%s") + " ORDER BY h.id",
-            [message.conversation_id, message.tenant_id, message.parent_id, message.parent_id],
-        )
-        return history_from_rows(cursor.fetchall())
+    SQL (`sql.history`): it runs between the user pressing Enter and the first word, and the ORM cost 3 ms of
+    CPU here."""
+    return sql.history(conversation_id=message.conversation_id, tenant_id=message.tenant_id,
+                       question_id=message.parent_id)
 
 
 def turns_unfinished_all_tenants() -> QuerySet[Message]:

@@ -1,8 +1,8 @@
-"""Celery tasks of the chat. Thin: they take ids and call the turn runner or a service."""
+"""Celery tasks of the chat. Thin: they take ids and call the turn runner or the sweeper."""
 
 from celery import shared_task
 
-from . import services, turns
+from . import sweeper, turns
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -13,5 +13,5 @@ def run_turn(message_id: int) -> None:
 
 @shared_task(ignore_result=True)
 def sweep_stale_turns() -> dict:
-    """Beat task: end or requeue turns whose worker stopped beating (see services.turn_sweep_stale)."""
-    return services.turn_sweep_stale()
+    """Beat task: end or requeue turns whose worker stopped beating (see sweeper.turn_sweep_stale)."""
+    return sweeper.turn_sweep_stale()

@@ -22,7 +22,7 @@ from routing.core import route_stream
 from routing.errors import AllEndpointsFailed, RoutingError
 from routing.types import FINISH_CANCELLED, Done, TextDelta
 
-from . import services, streams
+from . import lifecycle, streams
 from .models import Message
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def turn_run(*, message_id: int) -> None:
     # The heartbeat starts with the stream (`_heartbeat`), a moment after the claim: the sweeper only judges turns
     # that started more than CHAT_HEARTBEAT_TTL ago, so it never mistakes a just-claimed turn for a dead one.
     try:
-        claimed = services.turn_claim(message_id=message_id, run_id=run_id)
+        claimed = lifecycle.turn_claim(message_id=message_id, run_id=run_id)
         if claimed is None:
             return
         message, request = claimed
@@ -78,9 +78,9 @@ def turn_run(*, message_id: int) -> None:
         _count(-1)
     try:
         if isinstance(outcome, Done):
-            services.turn_complete(message=message, run_id=run_id, result=outcome.result)
+            lifecycle.turn_complete(message=message, run_id=run_id, result=outcome.result)
         else:
-            services.turn_fail(message=message, run_id=run_id, error=outcome[0], attempts=outcome[1])
+            lifecycle.turn_fail(message=message, run_id=run_id, error=outcome[0], attempts=outcome[1])
     finally:
         _release_db()
 

@@ -6,7 +6,7 @@ from decimal import Decimal
 import pytest
 from django.forms.models import model_to_dict
 
-from conversations import services
+from conversations import lifecycle, services, sweeper
 from conversations.models import Message
 from conversations.selectors import message_history
 from routing.types import ChatMessage
@@ -25,18 +25,18 @@ def _finish(answer, status, content):
 
 def test_claim_takes_a_queued_turn_once(alice_chat, chat_redis):
     answer = _send(alice_chat, "What is a kiwi?")
-    claimed = services.turn_claim(message_id=answer.pk, run_id=uuid.uuid4())
+    claimed = lifecycle.turn_claim(message_id=answer.pk, run_id=uuid.uuid4())
     assert claimed is not None
-    assert services.turn_claim(message_id=answer.pk, run_id=uuid.uuid4()) is None  # a redelivered task
-    assert services.turn_claim(message_id=answer.parent_id, run_id=uuid.uuid4()) is None  # a question
-    assert services.turn_claim(message_id=answer.pk + 1000, run_id=uuid.uuid4()) is None  # gone
+    assert lifecycle.turn_claim(message_id=answer.pk, run_id=uuid.uuid4()) is None  # a redelivered task
+    assert lifecycle.turn_claim(message_id=answer.parent_id, run_id=uuid.uuid4()) is None  # a question
+    assert lifecycle.turn_claim(message_id=answer.pk + 1000, run_id=uuid.uuid4()) is None  # gone
     row = Message.objects.get(pk=answer.pk)
     assert (row.status, row.run_count, row.run_id) == ("streaming", 1, claimed[0].run_id)
 
 
 def test_claim_loads_what_the_orm_would(alice_chat, chat_redis):
     answer = _send(alice_chat, "What is a kiwi?")
-    message, request = services.turn_claim(message_id=answer.pk, run_id=uuid.uuid4())
+    message, request = lifecycle.turn_claim(message_id=answer.pk, run_id=uuid.uuid4())
     tenant = Tenant.objects.select_related("plan").get(pk=alice_chat.tenant_id)
     assert model_to_dict(message.tenant) == model_to_dict(tenant)
     assert model_to_dict(message.tenant.plan) == model_to_dict(tenant.plan)
@@ -63,7 +63,7 @@ def test_claim_history_keeps_each_questions_latest_finished_answer(alice_chat, c
     later = _send(alice_chat, "Q5")  # after the question being answered: not part of its history
 
     expected = [("user", "Q1"), ("assistant", "A1, again"), ("user", "Q2"), ("user", "Q3"), ("user", "Q4")]
-    _message, request = services.turn_claim(message_id=last.pk, run_id=uuid.uuid4())
+    _message, request = lifecycle.turn_claim(message_id=last.pk, run_id=uuid.uuid4())
     assert [(m.role, m.content) for m in request.messages] == expected
     assert [(m.role, m.content) for m in message_history(message=Message.objects.get(pk=last.pk))] == expected
     assert later.parent_id > last.parent_id
@@ -73,7 +73,7 @@ def test_claim_fails_a_suspended_tenants_turn(alice_chat, acme, chat_redis):
     answer = _send(alice_chat, "What is a kiwi?")
     acme.status = "suspended"
     acme.save()
-    assert services.turn_claim(message_id=answer.pk, run_id=uuid.uuid4()) is None
+    assert lifecycle.turn_claim(message_id=answer.pk, run_id=uuid.uuid4()) is None
     row = Message.objects.get(pk=answer.pk)
     assert row.status == "failed" and "suspended" in row.error
 
@@ -113,13 +113,13 @@ def test_rescued_turn_is_held_again_before_it_is_enqueued(alice_chat, acme, chat
     from billing.models import UsageRecord
 
     enqueued = []
-    monkeypatch.setattr(services, "_enqueue", enqueued.append)
+    monkeypatch.setattr(sweeper, "enqueue", enqueued.append)
     answer = _send(alice_chat, "What is a kiwi?")  # a send whose enqueue never happened (its process died)
     Message.objects.filter(pk=answer.pk).update(
         created_at=timezone.now() - timedelta(seconds=settings.CHAT_QUEUED_RESCUE_AFTER + 1))
     acme.plan.monthly_cap = cap
     acme.plan.save()
-    counts = services.turn_sweep_stale()
+    counts = sweeper.turn_sweep_stale()
     row = Message.objects.get(pk=answer.pk)
     if cap is None:
         assert (counts["rescued"], enqueued, row.status) == (1, [answer.pk], "queued")

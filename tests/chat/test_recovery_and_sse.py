@@ -8,7 +8,7 @@ from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
 from billing.models import UsageRecord
-from conversations import services
+from conversations import services, sweeper
 from conversations.models import Message
 from conversations.streams import stream_key
 
@@ -27,7 +27,7 @@ def _sweep_until(predicate, what):
     """Run the beat task's sweep until `predicate` holds (the heartbeat TTL is 1 s in tests)."""
 
     def step():
-        services.turn_sweep_stale()
+        sweeper.turn_sweep_stale()
         return predicate()
 
     return wait_for(step, timeout=20, interval=0.3, what=what)
