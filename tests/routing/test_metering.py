@@ -1,5 +1,7 @@
 """The one metering path (routing.metering): hold, record or release, for chat turns and the proxy alike."""
 
+import pathlib
+import re
 from decimal import Decimal
 
 import pytest
@@ -13,6 +15,9 @@ from routing.cost import estimate_max_cost, estimate_tokens, price_usage
 from .conftest import ask, complete, run
 
 pytestmark = pytest.mark.django_db
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
 
 def _room_for_one_hold(tenant, tier="auto") -> None:
     """Cap the tenant's plan so that one hold of ask()'s estimate fits and a second does not."""
@@ -88,3 +93,13 @@ def test_estimated_result_prices_the_estimate_at_the_tiers_first_endpoint(pro_te
         estimate_tokens("What is a kiwi?"), estimate_tokens("A bird. " * 20), True)
     assert result.cost == price_usage(prices=first.prices, usage=result.usage) > 0
 
+
+def test_chat_and_proxy_meter_only_through_routing_metering():
+    """The budget and the ledger are reached from the two request paths only through routing.metering, so the
+    estimate, the hold, the usage row's mapping and the release are written once."""
+    names = r"(a?budget_reserve|a?budget_release|usage_record|usage_row|estimate_max_cost)"
+    direct = re.compile(rf"\b{names}\s*\(|\bimport\b.*\b{names}\b|\b(budget|billing\.services)\.{names}\b")
+    offenders = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+                 for app in ("conversations", "proxy") for path in sorted((ROOT / app).rglob("*.py"))
+                 for number, line in enumerate(path.read_text().splitlines(), 1) if direct.search(line)]
+    assert offenders == []
