@@ -152,6 +152,43 @@ def _ms(start: float, end: float) -> float:
     return (end - start) * 1000
 
 
+class _Walk:
+    """One dispatch's walk down the chain: the request, the deadline, and what the walk has tried so far."""
+
+    __slots__ = ("plan", "request", "max_tokens", "requested_tier", "should_stop", "health", "loop", "deadline",
+                 "attempts", "failed_endpoints", "last_error")
+
+    def __init__(self, *, plan: RoutePlan, request: ChatRequest, max_tokens: int, requested_tier: str,
+                 should_stop: Callable[[], Awaitable[bool]] | None, health: dict[str, dict] | None):
+        self.plan, self.request, self.max_tokens = plan, request, max_tokens
+        self.requested_tier, self.should_stop, self.health = requested_tier, should_stop, health
+        self.loop = asyncio.get_running_loop()
+        self.deadline = self.loop.time() + settings.ROUTING_DEADLINE_SECONDS
+        self.attempts: list[Attempt] = list(plan.skipped)
+        self.failed_endpoints: set[str] = set()
+        self.last_error: ProviderError | None = None
+
+    def fallback_count(self, endpoint: EndpointInfo) -> int:
+        return len(self.failed_endpoints - {endpoint.slug})
+
+
+class _Answer:
+    """One call of one endpoint: its entry in the decision log and what it has produced so far."""
+
+    __slots__ = ("endpoint", "attempt", "events", "started", "parts", "usage", "finish", "error")
+
+    def __init__(self, walk: _Walk, endpoint: EndpointInfo):
+        self.endpoint = endpoint
+        self.attempt = Attempt(endpoint=endpoint.slug, provider=endpoint.provider, outcome=OUTCOME_ERROR)
+        walk.attempts.append(self.attempt)
+        self.started = time.perf_counter()
+        self.events = provider_events(endpoint, walk.request, max_tokens=walk.max_tokens)
+        self.parts: list[str] = []
+        self.usage: Usage | None = None
+        self.finish: str | None = None
+        self.error: ProviderError | None = None  # an error after the answer started: it ends the answer
+
+
 async def dispatch(
     *,
     plan: RoutePlan,
@@ -166,134 +203,172 @@ async def dispatch(
 
     `health` is the breaker state read the plan was made from; a success at an endpoint it showed clean (and
     that did not fail during this call) skips the breaker reset (breaker.breaker_is_clean)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settings.ROUTING_DEADLINE_SECONDS
-    attempts: list[Attempt] = list(plan.skipped)
-    failed_endpoints: set[str] = set()
-    last_error: ProviderError | None = None
+    walk = _Walk(plan=plan, request=request, max_tokens=max_tokens, requested_tier=requested_tier,
+                 should_stop=should_stop, health=health)
     last_index = len(plan.chain) - 1
-
     for index, endpoint in enumerate(plan.chain):
         if endpoint.slug in plan.half_open and not await breaker_acquire(endpoint.slug):
-            attempts.append(Attempt(endpoint=endpoint.slug, provider=endpoint.provider, outcome=OUTCOME_SKIPPED,
-                                    detail="circuit half-open: trial taken by another request"))
+            walk.attempts.append(Attempt(endpoint=endpoint.slug, provider=endpoint.provider,
+                                         outcome=OUTCOME_SKIPPED,
+                                         detail="circuit half-open: trial taken by another request"))
             continue
         retry = 0
         while True:
-            attempt = Attempt(endpoint=endpoint.slug, provider=endpoint.provider, outcome=OUTCOME_ERROR)
-            attempts.append(attempt)
-            started = time.perf_counter()
-            events = provider_events(endpoint, request, max_tokens=max_tokens)
-            parts: list[str] = []
-            usage: Usage | None = None
-            finish: str | None = None
+            answer = _Answer(walk, endpoint)
             try:
-                # Until the first delta, the deadline bounds the wait; after it, only the read timeout does.
-                while not parts:
-                    if loop.time() >= deadline:
-                        raise TimeoutError
-                    async with asyncio.timeout_at(deadline):
-                        event = await anext(events, None)
-                    if event is None:
-                        raise ProviderError(KIND_CONNECTION, "The provider ended the answer without any text.")
-                    if isinstance(event, TextDelta):
-                        attempt.ttft_ms = _ms(started, time.perf_counter())
-                        parts.append(event.text)
-                        yield Routed(tier=plan.tier, endpoint=endpoint.slug, provider=endpoint.provider,
-                                     upstream_model=endpoint.upstream_model,
-                                     fallback_count=len(failed_endpoints - {endpoint.slug}), smart=plan.smart)
-                        yield event
-                    elif isinstance(event, UsageUpdate):
-                        usage = event.usage
-                    elif isinstance(event, Finish):
-                        finish = event.finish_reason  # an answer with no text at all (e.g. max_tokens 0-ish)
-                        break
+                first = await _first_delta(walk, answer)
+                if first is not None:
+                    yield Routed(tier=plan.tier, endpoint=endpoint.slug, provider=endpoint.provider,
+                                 upstream_model=endpoint.upstream_model,
+                                 fallback_count=walk.fallback_count(endpoint), smart=plan.smart)
+                    yield first
             except (ProviderError, TimeoutError) as exc:
-                await events.aclose()
-                if isinstance(exc, TimeoutError):
-                    exc = ProviderError(KIND_TIMEOUT, "No answer before the routing deadline.")
-                attempt.latency_ms = _ms(started, time.perf_counter())
-                attempt.error_kind = exc.kind
-                attempt.detail = exc.message[:300]
-                last_error = exc
-                failed_endpoints.add(endpoint.slug)
-                if exc.kind not in _NOT_BREAKER_KINDS:
-                    await breaker_record_failure(endpoint.slug)
-                if exc.kind in TERMINAL_KINDS:
-                    exc.attempts = attempts
-                    raise exc from None
-                if exc.kind not in FALLBACK_KINDS:
-                    raise exc from None
-                if index == last_index and exc.retryable and retry < settings.ROUTING_RETRY_ATTEMPTS:
-                    delay = backoff_delay(retry, exc.retry_after)
-                    if loop.time() + delay < deadline:
-                        attempt.detail += f" (retrying in {delay:.2f}s)"
-                        await asyncio.sleep(delay)
-                        retry += 1
-                        continue
-                    attempt.detail += f" (no retry: waiting {delay:.2f}s would pass the deadline)"
-                break  # next endpoint at once
-
+                delay = await _failed_before_text(walk, answer, exc, retry=retry, last=index == last_index)
+                if delay is None:
+                    break  # next endpoint at once
+                await asyncio.sleep(delay)
+                retry += 1
+                continue
             # The answer has started (or finished empty): from here on there is no fallback.
-            error: ProviderError | None = None
+            rest = _stream_rest(walk, answer)
             try:
-                while finish is None:
-                    if should_stop is not None and await should_stop():
-                        finish = FINISH_CANCELLED
-                        break
-                    event = await anext(events, None)
-                    if event is None:
-                        raise ProviderError(KIND_CONNECTION, "The stream ended early.")
-                    if isinstance(event, TextDelta):
-                        parts.append(event.text)
-                        yield event
-                    elif isinstance(event, UsageUpdate):
-                        usage = event.usage
-                        yield event
-                    elif isinstance(event, Finish):
-                        finish = event.finish_reason
-            except ProviderError as exc:
-                error = exc
+                async for event in rest:
+                    yield event
             finally:
-                # Closing the generator closes the upstream response: a stopped answer stops generating.
-                await events.aclose()
-            attempt.latency_ms = _ms(started, time.perf_counter())
-            if error is not None:
-                attempt.error_kind = error.kind
-                attempt.detail = error.message[:300]
-                if error.kind not in _NOT_BREAKER_KINDS:
-                    await breaker_record_failure(endpoint.slug)
-            elif finish == FINISH_CANCELLED:
-                attempt.outcome = OUTCOME_CANCELLED
-            else:
-                attempt.outcome = OUTCOME_OK
-                if endpoint.slug in failed_endpoints or not breaker_is_clean((health or {}).get(endpoint.slug)):
-                    await breaker_record_success(endpoint.slug)
-            text = "".join(parts)
-            final_usage = _complete_usage(usage, request=request, text=text,
-                                          cut_short=error is not None or finish == FINISH_CANCELLED)
-            yield Done(RouteResult(
-                text=text,
-                finish_reason=FINISH_ERROR if error is not None else finish,
-                tier=plan.tier,
-                requested_tier=requested_tier,
-                smart=plan.smart,
-                endpoint=endpoint.slug,
-                provider=endpoint.provider,
-                upstream_model=endpoint.upstream_model,
-                usage=final_usage,
-                attempts=attempts,
-                fallback_count=len(failed_endpoints - {endpoint.slug}),
-                reason=plan.reason,
-                cost=price_usage(prices=endpoint.prices, usage=final_usage),
-                prices=endpoint.prices,
-                error=("The answer was interrupted: " + error.message) if error is not None else None,
-            ))
+                await rest.aclose()
+            await _record_outcome(walk, answer)
+            yield _result(walk, answer)
             return
+    raise _all_failed(walk)
 
+
+async def _first_delta(walk: _Walk, answer: _Answer) -> TextDelta | None:
+    """Read the endpoint's events up to its first text delta and return it, or None for an answer that finished
+    without any text (e.g. max_tokens 0-ish). Until the first delta the routing deadline bounds the wait; after
+    it, only the read timeout does. Raises ProviderError, or TimeoutError at the deadline."""
+    events = answer.events
+    while True:
+        if walk.loop.time() >= walk.deadline:
+            raise TimeoutError
+        async with asyncio.timeout_at(walk.deadline):
+            event = await anext(events, None)
+        if event is None:
+            raise ProviderError(KIND_CONNECTION, "The provider ended the answer without any text.")
+        if isinstance(event, TextDelta):
+            answer.attempt.ttft_ms = _ms(answer.started, time.perf_counter())
+            answer.parts.append(event.text)
+            return event
+        if isinstance(event, UsageUpdate):
+            answer.usage = event.usage
+        elif isinstance(event, Finish):
+            answer.finish = event.finish_reason
+            return None
+
+
+async def _failed_before_text(walk: _Walk, answer: _Answer, exc: ProviderError | TimeoutError, *, retry: int,
+                              last: bool) -> float | None:
+    """Log a failure before the answer's first text, and decide: raise it (a terminal request error, or one no
+    fallback can help), retry this endpoint after the returned delay, or move on (None)."""
+    await answer.events.aclose()
+    if isinstance(exc, TimeoutError):
+        exc = ProviderError(KIND_TIMEOUT, "No answer before the routing deadline.")
+    endpoint, attempt = answer.endpoint, answer.attempt
+    attempt.latency_ms = _ms(answer.started, time.perf_counter())
+    attempt.error_kind = exc.kind
+    attempt.detail = exc.message[:300]
+    walk.last_error = exc
+    walk.failed_endpoints.add(endpoint.slug)
+    if exc.kind not in _NOT_BREAKER_KINDS:
+        await breaker_record_failure(endpoint.slug)
+    if exc.kind in TERMINAL_KINDS:
+        exc.attempts = walk.attempts
+        raise exc from None
+    if exc.kind not in FALLBACK_KINDS:
+        raise exc from None
+    return _retry_delay(walk, attempt, exc, retry=retry, last=last)
+
+
+def _retry_delay(walk: _Walk, attempt: Attempt, exc: ProviderError, *, retry: int, last: bool) -> float | None:
+    """How long to wait before trying the endpoint again, or None to move on: only the last endpoint is retried,
+    for a retryable error, a limited number of times, and never past the deadline."""
+    if not (last and exc.retryable and retry < settings.ROUTING_RETRY_ATTEMPTS):
+        return None
+    delay = backoff_delay(retry, exc.retry_after)
+    if walk.loop.time() + delay < walk.deadline:
+        attempt.detail += f" (retrying in {delay:.2f}s)"
+        return delay
+    attempt.detail += f" (no retry: waiting {delay:.2f}s would pass the deadline)"
+    return None
+
+
+async def _stream_rest(walk: _Walk, answer: _Answer) -> AsyncIterator:
+    """Relay the rest of a started answer until it finishes, is stopped (`should_stop`, checked before each
+    event) or breaks off (`answer.error`). Closing it, or its end, closes the upstream response: a stopped
+    answer stops generating."""
+    events, should_stop = answer.events, walk.should_stop
+    try:
+        while answer.finish is None:
+            if should_stop is not None and await should_stop():
+                answer.finish = FINISH_CANCELLED
+                break
+            event = await anext(events, None)
+            if event is None:
+                raise ProviderError(KIND_CONNECTION, "The stream ended early.")
+            if isinstance(event, TextDelta):
+                answer.parts.append(event.text)
+                yield event
+            elif isinstance(event, UsageUpdate):
+                answer.usage = event.usage
+                yield event
+            elif isinstance(event, Finish):
+                answer.finish = event.finish_reason
+    except ProviderError as exc:
+        answer.error = exc
+    finally:
+        await events.aclose()
+
+
+async def _record_outcome(walk: _Walk, answer: _Answer) -> None:
+    """Log how a started answer ended, and tell the breaker: a break-off counts as a failure; a success at an
+    endpoint that failed during this call, or that the plan's health read did not show clean, resets it."""
+    endpoint, attempt, error = answer.endpoint, answer.attempt, answer.error
+    attempt.latency_ms = _ms(answer.started, time.perf_counter())
+    if error is not None:
+        attempt.error_kind = error.kind
+        attempt.detail = error.message[:300]
+        if error.kind not in _NOT_BREAKER_KINDS:
+            await breaker_record_failure(endpoint.slug)
+    elif answer.finish == FINISH_CANCELLED:
+        attempt.outcome = OUTCOME_CANCELLED
+    else:
+        attempt.outcome = OUTCOME_OK
+        if endpoint.slug in walk.failed_endpoints or not breaker_is_clean((walk.health or {}).get(endpoint.slug)):
+            await breaker_record_success(endpoint.slug)
+
+
+def _result(walk: _Walk, answer: _Answer) -> Done:
+    """The one Done of a started answer: its text, the usage to bill (estimated where the provider had not
+    reported it) priced at the endpoint that answered, and the decision log."""
+    plan, endpoint, error = walk.plan, answer.endpoint, answer.error
+    text = "".join(answer.parts)
+    final_usage = _complete_usage(answer.usage, request=walk.request, text=text,
+                                  cut_short=error is not None or answer.finish == FINISH_CANCELLED)
+    return Done(RouteResult(
+        text=text, finish_reason=FINISH_ERROR if error is not None else answer.finish, tier=plan.tier,
+        requested_tier=walk.requested_tier, smart=plan.smart, endpoint=endpoint.slug, provider=endpoint.provider,
+        upstream_model=endpoint.upstream_model, usage=final_usage, attempts=walk.attempts,
+        fallback_count=walk.fallback_count(endpoint), reason=plan.reason,
+        cost=price_usage(prices=endpoint.prices, usage=final_usage), prices=endpoint.prices,
+        error=("The answer was interrupted: " + error.message) if error is not None else None,
+    ))
+
+
+def _all_failed(walk: _Walk) -> AllEndpointsFailed:
+    """The error of a walk that found no endpoint to answer."""
+    attempts, last_error = walk.attempts, walk.last_error
     all_open = bool(attempts) and all(a.outcome == OUTCOME_SKIPPED for a in attempts)
     kind = f" (last error: {last_error.kind})" if last_error else ""
-    raise AllEndpointsFailed(
+    return AllEndpointsFailed(
         attempts,
         all_breakers_open=all_open,
         message=None if all_open else f"No model could answer right now{kind}. Please try again.",
