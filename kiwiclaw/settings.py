@@ -288,8 +288,6 @@ CHAT_SSE_DB_RECHECK = env.float("CHAT_SSE_DB_RECHECK", default=10.0)
 # a read that brought entries, in which the next read's entries gather (later deltas only; the first is direct).
 CHAT_SSE_HUB_BLOCK_MS = env.int("CHAT_SSE_HUB_BLOCK_MS", default=100)
 CHAT_SSE_HUB_WINDOW = env.float("CHAT_SSE_HUB_WINDOW", default=0.02)
-# Redis connections of one process's turn loop (or SSE server) for streams.
-CHAT_REDIS_MAX_CONNECTIONS = env.int("CHAT_REDIS_MAX_CONNECTIONS", default=256)
 # A turn writes its first delta at once, then at most one stream entry per interval (deltas joined meanwhile):
 # a Redis write per token was most of a busy worker's CPU (conversations/streams.py). 0 = a write per delta.
 CHAT_STREAM_FLUSH_INTERVAL = env.float("CHAT_STREAM_FLUSH_INTERVAL", default=0.05)

@@ -86,9 +86,5 @@ def finance_user(db):
 
 @pytest.fixture
 def budget_redis(redis_client, settings):
-    """A clean Redis db for budget counters; the billing client is re-created on the test's REDIS_URL."""
-    from billing import budget
-
-    budget._sync_client = None
+    """A clean Redis db for budget counters (infra's clients follow the test's REDIS_URL)."""
     yield redis_client
-    budget._sync_client = None
