@@ -35,7 +35,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,6 +53,7 @@ import orjson  # noqa: E402
 from django.contrib.sessions.backends.db import SessionStore  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.db.models import Count  # noqa: E402
+from procs import drain, free_port, load, server_command, start, wait_http  # noqa: E402
 
 from conversations import services  # noqa: E402
 from conversations.models import Message  # noqa: E402
@@ -64,69 +64,15 @@ MODEL = "kimi-k2.5"
 TURN_SECONDS = TOKENS * DELAY_MS / 1000
 
 
-def load() -> str:
-    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def start(cmd, env, pattern):
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        match = re.search(pattern, line)
-        if match:
-            return proc, match.group(1)
-        if proc.poll() is not None:
-            break
-    proc.kill()
-    raise RuntimeError(f"{cmd[2]} did not start")
-
-
-def drain(proc, name):
-    """Keep reading a child's output so its pipe never fills; kept in bench/results/ (gitignored)."""
-    out = ROOT / "bench" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    log = open(out / f"chat_latency.{name}.log", "w")  # noqa: SIM115 (closed with the process)
-
-    def pump():
-        for line in proc.stdout:
-            log.write(line)
-        log.close()
-
-    threading.Thread(target=pump, daemon=True).start()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_web(env, *, server: str, workers: int):
     """The web app served as docs/operations.md says (granian, ASGI, uvloop, one worker per core)."""
     port = free_port()
-    if server == "granian":
-        cmd = [str(Path(sys.executable).parent / "granian"), "--interface", "asginl", "--loop", "uvloop",
-               "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-ws",
-               "kiwiclaw.asgi:application"]
-    else:
-        cmd = [sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1", "--port",
-               str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
-               "--no-access-log"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    drain(proc, "web")
+    proc = subprocess.Popen(server_command(server, port, workers), cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    drain(proc, "chat_latency.web")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{server} exited early (bench/results/chat_latency.web.log)")
-        try:
-            httpx.get(url + "/healthz", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"{server} did not come up")
+    wait_http(url, "/healthz", proc=proc)
+    return proc, url
 
 
 def setup_people():
@@ -388,14 +334,14 @@ def main():
     env = dict(os.environ, DJANGO_SECURE_SSL_REDIRECT="0", DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost")
     fake, fake_url = start([sys.executable, "-m", "devtools.fake_provider", "--port", "0"], env,
                            r"FAKE_PROVIDER_URL (\S+)")
-    drain(fake, "fake")
+    drain(fake, "chat_latency.fake")
     env.update({"ANTHROPIC_BASE_URL": fake_url, "ANTHROPIC_API_KEY": "fake", "MOONSHOT_BASE_URL": f"{fake_url}/v1",
                 "MOONSHOT_API_KEY": "fake"})
     httpx.post(f"{fake_url}/_control/scenario", json={"model": MODEL, "tokens": TOKENS, "delay_ms": DELAY_MS})
     worker, _ = start([sys.executable, "-m", "celery", "-A", "kiwiclaw", "worker", "--pool", "threads",
                        "--concurrency", "250", "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env,
                       r"(ready)")
-    drain(worker, "worker")
+    drain(worker, "chat_latency.worker")
     web, web_url = start_web(env, server=args.server, workers=args.web_workers)
     try:
         # Warm up: the catalog, connection pools, the provider's first connections.

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import orjson
+from procs import free_port, server_command, start_fake_provider, stop, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,47 +141,6 @@ def pct(samples: list[float], q: float) -> float:
 
 # --- processes -----------------------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, path: str, timeout: float = 60.0, proc=None) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"server exited early ({url})")
-        try:
-            httpx.get(url + path, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up within {timeout:.0f} s")
-
-
-def start_fake_provider():
-    proc = subprocess.Popen([sys.executable, "-m", "devtools.fake_provider", "--port", "0"], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith("FAKE_PROVIDER_URL "):
-        raise SystemExit(f"fake provider did not start: {line!r}")
-    return proc, line.split(" ", 1)[1].strip()
-
-
-def server_command(server: str, port: int, workers: int) -> list[str]:
-    """The serving command of docs/operations.md."""
-    if server == "granian":
-        return [str(Path(sys.executable).parent / "granian"), "--interface", "asginl", "--loop", "uvloop",
-                "--workers", str(workers), "--host", "127.0.0.1", "--port", str(port), "--no-ws",
-                "kiwiclaw.asgi:application"]
-    return [sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1", "--port",
-            str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools", "--lifespan", "off",
-            "--no-access-log"]
-
-
 def start_kiwiclaw(fake_url: str, *, server: str, workers: int, raw_asgi: bool):
     port = free_port()
     env = {**os.environ, "DJANGO_DEBUG": "0", "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
@@ -235,14 +195,6 @@ litellm_settings:
     url = f"http://127.0.0.1:{port}"
     wait_http(url, "/health/liveliness", timeout=300, proc=proc)
     return proc, url, f"litellm --num_workers {workers} (auto, max; fallback max→auto; num_retries 0)"
-
-
-def stop(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 # --- the bench tenant ----------------------------------------------------------------------------------------
