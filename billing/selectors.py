@@ -177,8 +177,8 @@ def routing_mix_all_tenants(*, month: date, rolled_up_at: datetime | None = None
     ledger rows.
 
     Given the month's last rollup (`last_rollup_all_tenants`), the answer is cached until the next rollup: the
-    query reads every row of the month (0.4-0.6 s at a million rows, bench/billing_rollup.py), which the finance
-    overview, built on the rollup's invoice rows to stay under 300 ms, cannot pay on each render. The mix then
+    query reads every row of the month (bench/billing_rollup.py measures it), which the finance overview, built
+    on the rollup's invoice rows to stay fast, cannot pay on each render (the rollup task warms it). The mix then
     follows the ledger at the rollup's pace, like the invoice figures beside it. Without Redis it is computed.
     """
     key = f"billing:mix:{month:%Y-%m}:{rolled_up_at.isoformat()}" if rolled_up_at else None

@@ -83,8 +83,7 @@ def message_history(*, message: Message) -> list[ChatMessage]:
     """What the model sees for an assistant message: the conversation up to and including its question.
 
     Internal to the chat's services, which already hold a message loaded through a tenant-scoped path. Plain
-    SQL (`sql.history`): it runs between the user pressing Enter and the first word, and the ORM cost 3 ms of
-    CPU here."""
+    SQL (`sql.history`): it runs between the user pressing Enter and the first word (conversations/sql.py)."""
     return sql.history(conversation_id=message.conversation_id, tenant_id=message.tenant_id,
                        question_id=message.parent_id)
 

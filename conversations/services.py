@@ -158,7 +158,7 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
 
     One statement, which is its own transaction, inserts the rows, moves the conversation to the top of the
     sidebar (and names a new chat) and reads the history the budget estimate needs: this is the path between
-    Enter and the first word, and as a transaction of ORM calls it was six round trips and ~5 ms of CPU. The
+    Enter and the first word, so it is one round trip (conversations/sql.py says why). The
     hold is keyed by the answer's id, so it comes right after; a refused hold deletes the rows again and puts
     the conversation back, so a refused send leaves nothing. (Should the process die in between, the queued
     answer is found by the heartbeat sweeper, which reserves again before it enqueues.) Call it outside a

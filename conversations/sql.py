@@ -5,9 +5,8 @@
 - The claim (`claim`): one statement takes a queued turn for one run and returns its tenant, the plan and the
   history.
 
-Why plain SQL: both sit between the user pressing Enter and the first word. As ORM calls the send was six round
-trips and ~5 ms of CPU, the claim (an update, a select_related get, the history query) ~8 ms of CPU, ten times
-these.
+Why plain SQL: both sit between the user pressing Enter and the first word, where the ORM's round trips and CPU
+were most of the chat's overhead (bench/chat_latency.py; bench/README.md, "Chat"). Keep them one statement each.
 
 How the SQL keeps up with the models: every table and column name comes from the models' fields, never from a
 literal, and the INSERT's values come from Django's own preparation of each field (`pre_save`,

@@ -83,9 +83,8 @@ class StreamPublisher:
 
     A delta after a quiet spell (the first one above all) is written at once. After a write, the writer pauses
     `CHAT_STREAM_FLUSH_INTERVAL` (or until `close()`), and what arrived meanwhile is joined into the next entry:
-    at most one entry per interval per turn. A provider sends a token every 10–30 ms; a Redis round trip per
-    token was most of a busy worker's CPU (200 turns are ten thousand tokens a second), and 20 updates a second
-    look as smooth to a reader. `stopped` turns true once the stop flag refused a write; what was pending then
+    at most one entry per interval per turn. A Redis round trip per token was most of a busy worker's CPU
+    (bench/chat_latency.py, part 2), and a few updates a second look as smooth to a reader. `stopped` turns true once the stop flag refused a write; what was pending then
     is dropped, so no text reaches the stream after the stop was set.
     """
 

@@ -1,8 +1,8 @@
 """The provider HTTP client: one per event loop per process.
 
 httpx's API (`httpx.Request` / `httpx.Response`, httpx's exceptions) on aiohttp's transport (`httpx-aiohttp`):
-httpx's own transport (httpcore) cost three to five times the CPU per call and, at 32 concurrent calls, p99
-latencies of 100-400 ms on our 2-core machines (bench/README.md, "Proxy API"). The libraries provide the rest:
+httpx's own transport (httpcore) cost several times the CPU per call and a long tail at 32 concurrent calls
+(the candidates' figures are in bench/README.md, "Proxy API"). The libraries provide the rest:
 TLS (httpx's SSL context: certifi, or SSL_CERT_FILE / SSL_CERT_DIR), proxies from the environment
 (HTTPS_PROXY, NO_PROXY and friends, read once when the client is made), keep-alive pooling (aiohttp's
 connector: ROUTING_POOL_MAX_CONNECTIONS, idle connections kept ROUTING_POOL_KEEPALIVE_EXPIRY seconds) and

@@ -1,23 +1,21 @@
 """Raw ASGI entry for /v1, mounted ahead of Django in kiwiclaw/asgi.py.
 
 Why: Django's middleware stack in async mode hops to a thread for every MiddlewareMixin hook, and none of
-it (sessions, auth, CSRF, messages, tenants) applies to API-key requests; skipping it roughly doubles
-throughput (bench/proxy_latency.py measures both). The request flow is the same `handler.handle` the Django
+it (sessions, auth, CSRF, messages, tenants) applies to API-key requests, so this entry skips it
+(`bench/proxy_latency.py --django-views` measures both ways). The request flow is the same `handler.handle` the Django
 views call. This entry also watches for the client going away mid-stream and stops the stream, so the
 call is cut short and billed for the tokens so far. After the last byte it waits for the call's bookkeeping
 (`ProxyResponse.finished`: the usage row is written after the answer, see handler.py), so the row is in the
 ledger before this call returns.
 
 Importing this module also freezes the objects the process holds at that point out of the cyclic garbage
-collector (`gc.freeze`): Django, its apps and every imported library, ~90,000 objects here. A full collection
-walks every tracked object, so without the freeze one took ~86 ms on the 2-core bench machine, a pause that
-stalls every request in flight in that worker (the proxy's p99); after it, the objects created later are all
-the collector walks (the bench saw no full collection in 3,000 requests). The freeze is process-wide but
+collector (`gc.freeze`) — keep it: Django, its apps and every imported library are the bulk of what a full
+collection walks, and such a pause stalls every request in flight in that worker (the proxy's p99; measured
+by bench/proxy_latency.py, figures in bench/README.md, "Proxy API"). The freeze is process-wide but
 lives here because this is the hook every served process runs once Django is set up: kiwiclaw/asgi.py imports
 this module after `get_asgi_application()`, and the documented server (granian `--interface asginl`, uvicorn
 `--lifespan off`) sends no lifespan events to hook into. The collection thresholds stay at Python's defaults:
-raising gen0's to 20,000 made each young collection a ~21 ms pause instead of ~0.6 ms, for no measurable CPU
-saving.
+a larger gen0 threshold made each young collection a long pause for no measurable CPU saving.
 """
 
 import asyncio

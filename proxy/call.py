@@ -4,9 +4,9 @@ A client that goes away cannot cut the bookkeeping short: the stream is told to 
 ends it with `Done(cancelled)` carrying the tokens so far (estimated where the provider had not reported them),
 and the usage row is written exactly once (`routing.metering.record` is idempotent on its key).
 
-The usage row is written after the answer, not before it. Its commit (a Postgres round trip waiting on the
-WAL flush, plus a thread hop and the budget settle) was 4–5 ms of the ~10 ms the proxy added to a call; now
-the client has the answer while the row is being written. What the answer says about money does not depend
+The usage row is written after the answer, not before it: its commit (a Postgres round trip waiting on the
+WAL flush, plus a thread hop and the budget settle) was the largest part of what the proxy added to a call
+(bench/README.md, "Proxy API"); now the client has the answer while the row is being written. What the answer says about money does not depend
 on the row: the billed amount is `money.billed_amount(cost, the plan's markup)`, the same rule usage_record
 applies, computed up front for the `x-kiwiclaw-billed` header and the final usage chunk. The trade-off: the
 row lands a few milliseconds after the client has the answer, so a reader that queries the ledger the instant

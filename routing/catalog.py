@@ -5,8 +5,8 @@ drop the local copy at once, and other processes pick them up within the TTL. Se
 database every time (tests that edit the catalog do).
 
 A snapshot past its TTL is reloaded off the request path: it is still used, for at most one more TTL, while
-one background thread reads the new one. Loading it in line cost the request that found it stale the five
-catalog queries (about 5 ms of ORM work, in the middle of a chat turn's path to its first word).
+one background thread reads the new one, so the request that finds it stale never pays the catalog queries in
+the middle of a chat turn's path to its first word.
 """
 
 from __future__ import annotations

@@ -30,7 +30,8 @@ PYTHON = sys.executable
 # worker command must stay the same (tests/ops/test_compose.py checks it).
 CELERY_WORKER = ["celery", "-A", "kiwiclaw", "worker", "--loglevel", "INFO"]
 CELERY_BEAT = ["celery", "-A", "kiwiclaw", "beat", "--loglevel", "INFO"]
-# uvloop + httptools: asyncio's default loop adds ~44 ms per request on pre-bound sockets (see DESIGN.md).
+# uvloop + httptools, always: asyncio's default loop never sets TCP_NODELAY on pre-bound sockets, which adds a
+# delayed-ACK wait to every request (DESIGN.md, "Performance notes").
 WEB_SERVER = ["uvicorn", "kiwiclaw.asgi:application", "--loop", "uvloop", "--http", "httptools"]
 
 DEV_PORT = 8000

@@ -5,10 +5,10 @@ Members of a suspended tenant see one page saying so and can do nothing else the
 switch to another tenant, accept an invite elsewhere, or use staff pages). The `/v1/` proxy path
 authenticates by API key and is left alone.
 
-The middleware is sync only, on purpose. It is the innermost one, and Django runs every sync-capable
-middleware outside a sync one as sync too: so under ASGI the whole stack runs in one thread hop instead of
-one hop per hook of every MiddlewareMixin (about a dozen per request). That took 5–8 ms off each page and
-form post (bench/README.md, "Chat"). The ASGI hot paths (`/v1/`, chat SSE streams) do not go through Django.
+The middleware is sync only, on purpose — do not make it async-capable. It is the innermost one, and Django
+runs every sync-capable middleware outside a sync one as sync too, so under ASGI the whole stack runs in one
+thread hop instead of one hop per hook of every MiddlewareMixin (bench/chat_latency.py measures it; figures in
+bench/README.md, "Chat"). The ASGI hot paths (`/v1/`, chat SSE streams) do not go through Django.
 """
 
 from django.shortcuts import render
