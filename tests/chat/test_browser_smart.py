@@ -7,9 +7,9 @@ import pytest
 
 from conversations.models import Message
 from tenants.models import Tenant
+from tests.smart_prompts import HARD, first_message_score
 
 from .conftest import integration, wait_for
-from .smart_prompts import HARD, first_message_score
 from .test_browser import (  # noqa: F401 (fixtures)
     KIMI,
     OPUS,

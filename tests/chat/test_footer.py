@@ -12,9 +12,9 @@ from django.test import AsyncClient, RequestFactory
 from conversations import services, sse
 from conversations.models import Message
 from tenants.models import Tenant
+from tests.smart_prompts import prompt_at_or_above
 
 from .conftest import integration, parse_sse
-from .smart_prompts import prompt_at_or_above
 
 KIMI, OPUS = "kimi-k2.5", "claude-opus-4-6"
 

@@ -7,17 +7,16 @@ import pytest
 
 from routing.smart import router
 from routing.types import ChatMessage, ChatRequest
+from tests.smart_prompts import prompt_at_or_above, prompt_below
 
 from .conftest import usage_rows
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OPUS, KIMI = "claude-opus-4-6", "kimi-k2.5"
-HARD = ("A train leaves at 3:15 pm traveling 84 km/h; a second train leaves the same station at 4:05 pm at "
-        "102 km/h on a parallel track. At what time, to the nearest minute, does the second train overtake the "
-        "first, and how far from the station? Show each step.")
-EASY = "What is a kiwi?"
-LEVEL = 10
+LEVEL = 10  # the widest dial setting
+HARD, _ = prompt_at_or_above(LEVEL)  # prompts chosen by their scores, on either side of its threshold
+EASY, _ = prompt_below(LEVEL)
 
 
 def _score(text: str) -> float:

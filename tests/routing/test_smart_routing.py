@@ -13,23 +13,14 @@ from routing.policy import policy_decide
 from routing.smart import router
 from routing.types import SmartDecision
 from tests.factories import TenantFactory
+from tests.smart_prompts import prompt_at_or_above, prompt_below
 
 from .conftest import ask, complete
 
 OPUS, KIMI = "claude-opus-4-6", "kimi-k2.5"
-HARD = ("A train leaves at 3:15 pm traveling 84 km/h; a second train leaves the same station at 4:05 pm at "
-        "102 km/h on a parallel track. At what time, to the nearest minute, does the second train overtake the "
-        "first, and how far from the station? Show each step.")
-EASY = "What is a kiwi?"
-LEVEL = 10  # the widest dial setting: HARD must reach its threshold, EASY must not
-
-
-@pytest.fixture(autouse=True)
-def _prompts_fit_the_level():
-    scorer = router()
-    threshold = scorer.threshold(LEVEL)
-    hard, easy = scorer.score_request(ask(HARD)), scorer.score_request(ask(EASY))
-    assert easy < threshold <= hard, f"scores {easy:.3f} / {hard:.3f} no longer straddle {threshold:.3f}"
+LEVEL = 10  # the widest dial setting
+HARD, _ = prompt_at_or_above(LEVEL)  # prompts chosen by their scores, on either side of its threshold
+EASY, _ = prompt_below(LEVEL)
 
 
 def _dial(tenant, level):
