@@ -41,10 +41,6 @@ def _level_name(level: int) -> str:
     return f"level {level}" if level > AUTO_ESCALATION_OFF else "Off"
 
 
-def _plan_default_level(tenant) -> int:
-    return tenant.plan.auto_escalation if tenant.plan.allows_tier(TIER_MAX) else AUTO_ESCALATION_OFF
-
-
 def _setting_text(tenant) -> str:
     """The tenant's setting in words, with what it does: "level 7: about 35% of Auto turns go to MAX"."""
     level = tenant.escalation_level
@@ -56,7 +52,7 @@ def _setting_text(tenant) -> str:
 
 def _dial(tenant) -> list[dict]:
     """The dial's choices, each with the share of Auto turns it sends to MAX; the tenant's setting checked."""
-    plan_level = _plan_default_level(tenant)
+    plan_level = tenant.plan.escalation_default
     choices = [(PLAN_DEFAULT, None, f"Plan default ({_level_name(plan_level)})"),
                (str(AUTO_ESCALATION_OFF), AUTO_ESCALATION_OFF, "Off")]
     choices += [(str(level), level, f"Level {level}") for level in ROUTER_LEVELS]

@@ -141,6 +141,11 @@ class Plan(models.Model):
     def allows_tier(self, tier: str) -> bool:
         return tier in self.allowed_tiers
 
+    @property
+    def escalation_default(self) -> int:
+        """The plan's default Auto-escalation level in force: 0 (Off) on a plan without MAX."""
+        return self.auto_escalation if self.allows_tier(TIER_MAX) else AUTO_ESCALATION_OFF
+
 
 class Tenant(models.Model):
     STATUS_ACTIVE = "active"
@@ -173,9 +178,9 @@ class Tenant(models.Model):
     @property
     def escalation_level(self) -> int:
         """The dial in force: the tenant's own setting, else its plan's default; 0 (Off) on a plan without MAX."""
-        if not self.plan.allows_tier(TIER_MAX):
-            return AUTO_ESCALATION_OFF
-        return self.plan.auto_escalation if self.auto_escalation is None else self.auto_escalation
+        if self.auto_escalation is None or not self.plan.allows_tier(TIER_MAX):
+            return self.plan.escalation_default
+        return self.auto_escalation
 
 
 class Membership(models.Model):
