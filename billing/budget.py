@@ -261,12 +261,21 @@ async def abudget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
 
 
 def budget_release(*, tenant: Tenant, key: str) -> None:
-    """Drop a hold: the request failed and nothing is charged. Releasing an unknown key is a no-op."""
-    _RELEASE.run(_keys(tenant.pk, month_start()).as_list(), [key])
+    """Drop a hold: the request failed and nothing is charged. Releasing an unknown key is a no-op.
+
+    A Redis failure here is logged, not raised: the hold lapses after its TTL by itself (and a restarted Redis
+    has lost it already), so the failed request's own error is what its caller should see."""
+    try:
+        _RELEASE.run(_keys(tenant.pk, month_start()).as_list(), [key])
+    except (redis.RedisError, OSError):
+        logger.warning("budget release failed for %s; the hold lapses after its TTL", key, exc_info=True)
 
 
 async def abudget_release(*, tenant: Tenant, key: str) -> None:
-    await _RELEASE.arun(_keys(tenant.pk, month_start()).as_list(), [key])
+    try:
+        await _RELEASE.arun(_keys(tenant.pk, month_start()).as_list(), [key])
+    except (redis.RedisError, OSError):
+        logger.warning("budget release failed for %s; the hold lapses after its TTL", key, exc_info=True)
 
 
 def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: datetime) -> None:
@@ -277,7 +286,7 @@ def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: dat
     keys = _keys(tenant_id, month_start(recorded_at))
     try:
         _SETTLE.run(keys.as_list(), [key, money.to_units(billed)])
-    except redis.RedisError:
+    except (redis.RedisError, OSError):
         logger.exception("budget settle failed for %s; the reconcile task will repair tenant %s", key, tenant_id)
 
 

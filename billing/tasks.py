@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from . import budget, selectors, services
+from . import budget, outbox, selectors, services
 from .months import month_start
 
 logger = logging.getLogger(__name__)
@@ -34,3 +34,10 @@ def finalize_ended_months() -> int:
 def reconcile_budgets() -> int:
     """Repair budget counters in Redis that drifted from the ledger."""
     return budget.budget_reconcile_all_tenants()
+
+
+@shared_task(name="billing.drain_outbox", ignore_result=True)
+def drain_outbox() -> dict:
+    """Apply the outbox's waiting entries (usage rows and chat turn ends the database could not take when their
+    answers ended). Idempotent: every entry is keyed by its usage key (see billing/outbox.py)."""
+    return outbox.drain()

@@ -11,8 +11,20 @@ Called by the runner (`conversations.turns`, on a Celery worker), the heartbeat 
 transaction that locks the message and checks the run still owns it, so a redelivered task, a zombie worker
 and the sweeper cannot end a turn twice; the usage row's unique key (`chat:<message id>`) guards against billing
 twice. Money goes through `routing.metering`, the same path the proxy's calls take.
+
+A completion the database cannot take (it is down when the answer ends) is not lost: `turn_complete_later` keeps
+the turn's final state — text, real token counts, the answering endpoint, the whole routing result — in the
+outbox (`billing.outbox`, kind `chat_turn`, key `chat:<message id>`), and the outbox applies it through
+`turn_complete` once the database answers, so the turn ends `done` with its real counts. The sweeper leaves a
+turn whose completion is waiting there alone (`billing.outbox.pending`).
+
+The Redis side effects after a commit (the stream's end marker, the hold's release, a re-enqueue) run as
+robust on-commit callbacks: the database write is the turn's truth, and Redis being away must not turn a
+committed end into an error (a reader falls back to the database; a hold lapses; the sweeper re-enqueues).
 """
 
+import datetime
+import logging
 import uuid
 from decimal import Decimal
 
@@ -24,9 +36,13 @@ from routing import metering
 from routing.types import ChatMessage, ChatRequest, RouteResult
 from tenants.models import Tenant
 
+from billing import outbox
+
 from . import sql, streams
 from .models import Conversation, Message
 from .selectors import message_history
+
+logger = logging.getLogger(__name__)
 
 
 def turn_request(*, message: Message, history: list[ChatMessage] | None = None) -> ChatRequest:
@@ -53,7 +69,7 @@ def turn_end_queued(*, message: Message, status: str, error: str) -> bool:
         if ended:
             tenant, key = message.tenant, message.usage_key
             transaction.on_commit(lambda: _after_unbilled_end(tenant=tenant, key=key, message_id=message.pk,
-                                                             status=status))
+                                                             status=status), robust=True)
     return bool(ended)
 
 
@@ -74,11 +90,13 @@ def turn_claim(*, message_id: int, run_id: uuid.UUID) -> tuple[Message, ChatRequ
     return message, turn_request(message=message, history=history)
 
 
-def turn_complete(*, message: Message, run_id: uuid.UUID, result: RouteResult) -> bool:
+def turn_complete(*, message: Message, run_id: uuid.UUID, result: RouteResult,
+                  ended_at: datetime.datetime | None = None) -> bool:
     """Store the answer and the routing facts and write the usage row, in one transaction.
 
     The usage row is written even when the message was deleted meanwhile (the tokens were spent). Returns
-    False when another run or the sweeper already ended the turn (its usage row, same key, stands)."""
+    False when another run or the sweeper already ended the turn (its usage row, same key, stands).
+    `ended_at`: when the answer ended, for a completion applied later from the outbox (default: now)."""
     status = {
         "cancelled": Message.STATUS_CANCELLED,
         "error": Message.STATUS_FAILED,
@@ -90,16 +108,44 @@ def turn_complete(*, message: Message, run_id: uuid.UUID, result: RouteResult) -
         usage = _record_usage(message=message, result=result)
         if current is None:
             return False
-        _apply_result(current, result)
+        _apply_result(current, result, ended_at=ended_at)
         current.status = status
         current.billed = usage.billed if usage is not None else Decimal("0")
         if status == Message.STATUS_FAILED:
             current.error = result.error or "The answer was cut off by a provider error."
-        current.finished_at = timezone.now()
+        current.finished_at = ended_at or timezone.now()
         current.save()
         Conversation.objects.filter(pk=current.conversation_id).update(updated_at=timezone.now())
-        transaction.on_commit(lambda: streams.stream_end(current.pk, status))
+        transaction.on_commit(lambda: streams.stream_end(current.pk, status), robust=True)
         return True
+
+
+def turn_complete_later(*, message: Message, run_id: uuid.UUID, result: RouteResult) -> None:
+    """`turn_complete`, deferred: the database could not take the turn's end, so its whole final state goes to
+    the outbox (durable when this returns) and is applied by `turn_complete_payload` once the database answers.
+    Raises OSError only if nothing could keep it."""
+    outbox.put(kind="chat_turn", key=message.usage_key, payload={
+        "message_id": message.pk, "run_id": str(run_id), "ended_at": timezone.now().isoformat(),
+        "usage": metering.usage_payload(tenant_id=message.tenant_id, source="chat", key=message.usage_key,
+                                        user_id=message.conversation.owner_id, api_key_id=None, result=result),
+    })
+
+
+def turn_complete_payload(payload: dict) -> None:
+    """The outbox's `chat_turn` handler: end the turn as `turn_complete` would have (idempotent: a turn no
+    longer streaming under that run is left as it is; the usage key makes a second row impossible). A message
+    deleted meanwhile still gets its usage row."""
+    result = metering.result_from_dict(payload["usage"]["result"])
+    message = (Message.objects.select_related("tenant__plan", "conversation")
+               .filter(pk=payload["message_id"]).first())
+    if message is None:
+        metering.record_payload(payload["usage"])
+        return
+    turn_complete(message=message, run_id=uuid.UUID(payload["run_id"]), result=result,
+                  ended_at=datetime.datetime.fromisoformat(payload["ended_at"]))
+
+
+outbox.register("chat_turn", turn_complete_payload)
 
 
 def turn_fail(*, message: Message, run_id: uuid.UUID, error: str, attempts: list | None = None) -> bool:
@@ -107,7 +153,8 @@ def turn_fail(*, message: Message, run_id: uuid.UUID, error: str, attempts: list
     with transaction.atomic():
         current = Message.objects.select_for_update().filter(pk=message.pk).first()
         if current is None:
-            transaction.on_commit(lambda: metering.release(tenant=message.tenant, key=message.usage_key))
+            transaction.on_commit(lambda: metering.release(tenant=message.tenant, key=message.usage_key),
+                                  robust=True)
             return False
         if current.status != Message.STATUS_STREAMING or current.run_id != run_id:
             return False
@@ -144,7 +191,7 @@ def turn_fail_partial(*, message: Message, text: str) -> bool:
             streams.stop_flag_set(message_id)  # a zombie worker publishes nothing more
             streams.stream_end(message_id, Message.STATUS_FAILED)
 
-        transaction.on_commit(after)
+        transaction.on_commit(after, robust=True)
         return True
 
 
@@ -163,7 +210,7 @@ def turn_requeue(*, message: Message) -> bool:
         current.run_id = None
         current.started_at = None
         current.save(update_fields=["status", "run_id", "started_at"])
-        transaction.on_commit(lambda: enqueue(current.pk))
+        transaction.on_commit(lambda: enqueue(current.pk), robust=True)
         return True
 
 
@@ -175,7 +222,7 @@ def _mark_failed(message: Message, *, error: str) -> None:
     message.save(update_fields=["status", "error", "finished_at", "attempts"])
     tenant, key, message_id = message.tenant, message.usage_key, message.pk
     transaction.on_commit(lambda: _after_unbilled_end(tenant=tenant, key=key, message_id=message_id,
-                                                     status=Message.STATUS_FAILED))
+                                                     status=Message.STATUS_FAILED), robust=True)
 
 
 def _after_unbilled_end(*, tenant: Tenant, key: str, message_id: int, status: str) -> None:
@@ -189,7 +236,7 @@ def _record_usage(*, message: Message, result: RouteResult):
                            user_id=message.conversation.owner_id, api_key_id=None, result=result)
 
 
-def _apply_result(message: Message, result: RouteResult) -> None:
+def _apply_result(message: Message, result: RouteResult, ended_at: datetime.datetime | None = None) -> None:
     usage = result.usage
     message.content = result.text
     message.tier = result.tier or message.tier
@@ -215,4 +262,4 @@ def _apply_result(message: Message, result: RouteResult) -> None:
     if ok and ok[-1].ttft_ms is not None:
         message.ttft_ms = round(ok[-1].ttft_ms)
     if message.started_at:
-        message.latency_ms = round((timezone.now() - message.started_at).total_seconds() * 1000)
+        message.latency_ms = round(((ended_at or timezone.now()) - message.started_at).total_seconds() * 1000)

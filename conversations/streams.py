@@ -7,16 +7,28 @@
 - `kc:cancel:msg:<id>`: the stop flag. Deltas are appended by a Lua script that refuses once the flag exists,
   so no delta reaches the stream after the stop was set, whatever the timing.
 - `kc:hb:msg:<id>`: the heartbeat, holding the run id, refreshed while a turn runs; the sweeper treats a missing
-  key as a dead worker.
+  key as a dead worker — unless Redis itself restarted less than a heartbeat TTL ago (`redis_started_at`): a
+  restart loses every key, and running turns need a moment to write theirs again.
+
+Redis is a cache of a turn's progress, never its truth: a write here that fails (Redis restarting) is retried or
+dropped, never allowed to end an answer. The publisher keeps unwritten text pending and retries; the reader falls
+back to the database for the final state.
 """
 
 import asyncio
+import logging
 import re
+import time
 import weakref
 
 from django.conf import settings
 
 from infra.redis import Script, redis_async, redis_sync
+
+logger = logging.getLogger(__name__)
+
+# How soon a write refused because Redis is away is tried again (the publisher, the heartbeat).
+REDIS_RETRY_SECONDS = 0.5
 
 ENTRY_DELTA = "d"
 ENTRY_END = "end"
@@ -78,6 +90,13 @@ def heartbeat_alive(message_id) -> bool:
     return bool(sync_redis().exists(heartbeat_key(message_id)))
 
 
+def redis_started_at() -> float:
+    """When the Redis server last started (epoch seconds, from its own clock and uptime): keys written before
+    then are gone, and tasks queued before then were lost with the broker's lists."""
+    info = sync_redis().info("server")
+    return time.time() - float(info["uptime_in_seconds"])
+
+
 class StreamPublisher:
     """Publishes one turn's deltas from a background task, so reading the provider never waits on Redis.
 
@@ -114,12 +133,25 @@ class StreamPublisher:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._pending and not self.stopped:
-                batch, count = "".join(self._pending), len(self._pending)
+                parts = list(self._pending)
+                batch, count = "".join(parts), len(parts)
                 self._pending.clear()
-                ok = await _PUBLISH.arun(
-                    keys=[stream_key(self.message_id), cancel_key(self.message_id)],
-                    args=[batch, _chat_setting("CHAT_STREAM_MAX_AGE")], client=self.client,
-                )
+                try:
+                    ok = await _PUBLISH.arun(
+                        keys=[stream_key(self.message_id), cancel_key(self.message_id)],
+                        args=[batch, _chat_setting("CHAT_STREAM_MAX_AGE")], client=self.client,
+                    )
+                except Exception as exc:  # noqa: BLE001 - Redis away: the answer goes on; its text is kept
+                    if self._closing:
+                        # The turn has ended: its full text is in the database's final state, which readers
+                        # fall back to; waiting here for Redis would hold the turn's end.
+                        logger.warning("chat turn %s: stream write failed at the end (%s); the final state "
+                                       "carries the text", self.message_id, exc)
+                        return
+                    logger.warning("chat turn %s: stream write failed (%s); retrying", self.message_id, exc)
+                    self._pending[:0] = parts
+                    await asyncio.sleep(REDIS_RETRY_SECONDS)
+                    continue
                 if ok:
                     self.published += count
                     self._parts.append(batch)

@@ -6,6 +6,12 @@ ONE asyncio event loop per process (`turn_loop()`), so hundreds of concurrent st
 connection pool and one Redis pool instead of one loop and one set of connections per thread. The Celery
 thread only does the database work before and after the stream, and gives its connection back to the pool
 before streaming, so no connection is held while a stream is read.
+
+An answer outlives the stores around it. Redis going away mid-answer (a restart loses every key) costs the live
+view some deltas but not the answer: the publisher and the heartbeat keep retrying until Redis is back, and
+redis-py reconnects by itself. The database going away at the end costs nothing either: the turn's final state
+goes to the outbox (`lifecycle.turn_complete_later`) and is stored, `done` with its real counts, once the
+database answers.
 """
 
 import asyncio
@@ -16,7 +22,7 @@ import time
 import uuid
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 from routing.core import route_stream
 from routing.errors import AllEndpointsFailed, RoutingError
@@ -78,11 +84,24 @@ def turn_run(*, message_id: int) -> None:
         _count(-1)
     try:
         if isinstance(outcome, Done):
-            lifecycle.turn_complete(message=message, run_id=run_id, result=outcome.result)
+            _complete(message=message, run_id=run_id, result=outcome.result)
         else:
             lifecycle.turn_fail(message=message, run_id=run_id, error=outcome[0], attempts=outcome[1])
     finally:
         _release_db()
+
+
+def _complete(*, message: Message, run_id: uuid.UUID, result) -> None:
+    """Store the turn's end; if the database cannot take it, keep it in the outbox (applied once it answers).
+    Not retried inline: while the database is down a retry waits the pool's timeout with the answer only in this
+    thread's memory, while the outbox makes it durable at once."""
+    try:
+        lifecycle.turn_complete(message=message, run_id=run_id, result=result)
+    except (InterfaceError, OperationalError) as exc:
+        _drop_connection()
+        lifecycle.turn_complete_later(message=message, run_id=run_id, result=result)
+        logger.warning("chat turn %s: the database is unavailable (%s); its end is kept in the outbox",
+                       message.pk, exc)
 
 
 async def _stream(*, message: Message, run_id: uuid.UUID, request):
@@ -124,13 +143,30 @@ def _as_published(done: Done, publisher: streams.StreamPublisher) -> Done:
 
 
 async def _heartbeat(message_id: int, run_id: uuid.UUID, publisher: streams.StreamPublisher) -> None:
-    """Keep the heartbeat alive; also notice a stop during a long pause between deltas."""
+    """Keep the heartbeat alive; also notice a stop during a long pause between deltas.
+
+    A Redis error does not end the heartbeat (a dead heartbeat would have the sweeper end a healthy turn): it
+    tries again soon, so the key is back moments after Redis is (a restart loses it)."""
     client = streams.async_redis()
     key = streams.heartbeat_key(message_id)
+    interval = settings.CHAT_HEARTBEAT_INTERVAL
     while True:
-        await client.set(key, str(run_id), ex=settings.CHAT_HEARTBEAT_TTL)
-        await publisher.stop_requested(poll=True)
-        await asyncio.sleep(settings.CHAT_HEARTBEAT_INTERVAL)
+        try:
+            await client.set(key, str(run_id), ex=settings.CHAT_HEARTBEAT_TTL)
+            await publisher.stop_requested(poll=True)
+            delay = interval
+        except Exception as exc:  # noqa: BLE001 - Redis away (ConnectionError, timeout): keep trying
+            logger.warning("chat turn %s: heartbeat not written (%s); retrying", message_id, exc)
+            delay = min(interval, streams.REDIS_RETRY_SECONDS)
+        await asyncio.sleep(delay)
+
+
+def _drop_connection() -> None:
+    """A connection that failed is not handed back for reuse."""
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may raise; it is gone either way
+        pass
 
 
 def _release_db() -> None:

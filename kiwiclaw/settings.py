@@ -163,6 +163,15 @@ CELERY_BEAT_SCHEDULE["billing-rollup-current-month"] = {
 }
 CELERY_BEAT_SCHEDULE["billing-finalize-ended-months"] = {"task": "billing.finalize_ended_months", "schedule": 900.0}
 CELERY_BEAT_SCHEDULE["billing-reconcile-budgets"] = {"task": "billing.reconcile_budgets", "schedule": 300.0}
+# The outbox (billing/outbox.py): usage rows and chat turn ends the database could not take when their answers
+# ended, kept in a local spool and in Redis. The process that kept one retries every OUTBOX_RETRY_INTERVAL; beat
+# drains what dead processes left every OUTBOX_DRAIN_INTERVAL.
+CELERY_BEAT_SCHEDULE["billing-drain-outbox"] = {
+    "task": "billing.drain_outbox",
+    "schedule": env.float("OUTBOX_DRAIN_INTERVAL", default=5.0),
+}
+OUTBOX_SPOOL_DIR = env.str("OUTBOX_SPOOL_DIR", default=str(BASE_DIR / "var" / "outbox"))
+OUTBOX_RETRY_INTERVAL = env.float("OUTBOX_RETRY_INTERVAL", default=1.0)
 BILLING_FINALIZE_GRACE_SECONDS = env.int("BILLING_FINALIZE_GRACE_SECONDS", default=3600)
 # Longer than any request's deadline: a hold outliving its request only means a crashed request's hold lapses.
 BILLING_RESERVATION_TTL_SECONDS = env.float("BILLING_RESERVATION_TTL_SECONDS", default=600.0)

@@ -15,8 +15,10 @@ a response arrives may not see it yet. The row is still written before the entry
 byte), so a server that drains its requests on shutdown drains the bookkeeping too. Because the task is
 detached, a client that disconnects — before its answer, mid-stream, or right after it — does not cancel
 it (only a client gone before the answer leaves the entry point returning first, with the call finishing
-in the background as before). A row that cannot be written (the database is down) is retried once and
-otherwise logged with everything needed to replay it; the budget hold then lapses after its TTL.
+in the background as before). A row that cannot be written (the database is down, or the pooled connection
+died with a restart) goes to the outbox at once (`metering.record_later`: fsynced to the local spool, shared
+through Redis), and the outbox writes it under the same key once the database answers — exactly one row, with the
+real tokens. Only if the outbox cannot keep it either is it logged with everything needed to replay it.
 
 The money goes through `routing.metering`, the one metering path the chat's turns take too: the handler holds
 (`metering.ahold`), a call records its row (`metering.record`) or releases the hold (`metering.release`).
@@ -102,9 +104,11 @@ _record_usage = sync_to_async(_record_usage_sync, thread_sensitive=False)
 # `metering.release` serves the chat and the proxy alike.
 _release = sync_to_async(metering.release, thread_sensitive=False)
 
-# A broken pooled connection fails the first try; usage_record is idempotent on its key, so a second try is
-# safe even when the first one's commit went through unseen.
-_RECORD_TRIES = 2
+# A failed write goes to the outbox at once rather than being retried here: a retry while the database is down
+# waits the pool's whole timeout with the row only in this process's memory, while the outbox makes it durable
+# in a millisecond and its replayer writes it within about a second of the database's return (the usage key
+# makes a write whose commit went through unseen harmless: the outbox's write is then a no-op).
+_record_later = sync_to_async(metering.record_later, thread_sensitive=False)
 
 
 def _total_tokens(usage: Usage) -> int:
@@ -146,13 +150,14 @@ class Call:
                              result.cost, billed)
 
     async def _record(self, result, billed: Decimal) -> None:
-        for attempt in range(1, _RECORD_TRIES + 1):
-            try:
-                stored = await _record_usage(identity=self.identity, request_id=self.request_id, result=result)
-                break
-            except (InterfaceError, OperationalError):
-                if attempt == _RECORD_TRIES:
-                    raise
+        try:
+            stored = await _record_usage(identity=self.identity, request_id=self.request_id, result=result)
+        except (InterfaceError, OperationalError) as exc:
+            await _record_later(tenant=self.identity.tenant, source="api", key=usage_key(self.request_id),
+                                user_id=self.identity.user_id, api_key_id=self.identity.key_id, result=result)
+            logger.warning("usage row api:%s kept in the outbox: the database is unavailable (%s)",
+                           self.request_id, exc)
+            stored = billed
         if stored != billed:  # would mean the markup rule changed in one place only
             logger.error("usage row api:%s billed %s, but the answer said %s", self.request_id, stored, billed)
         try:

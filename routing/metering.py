@@ -10,6 +10,10 @@ same key, and the row's unique key is what makes a second record of the same cal
 the tokens, the requested tier, smart Auto's decision and the counterfactual MAX cost); `record` adds who and
 what the row is for (tenant, source, key, user, API key) and hands it to `billing.services.usage_record`.
 
+When the database cannot take the row at the end of an answer, `record_later` keeps the complete record in the
+outbox (`billing.outbox`, kind `usage`, under the same key) and the outbox applies it through `record` once the
+database answers: the row arrives exactly once either way (the key is unique), with the real tokens.
+
 The counterfactual — what an Auto request would have cost on MAX — prices the request's actual tokens at the
 published prices of the MAX chain's first enabled model, with the one cost function (routing.cost). Savings
 are then sums over the ledger (billing.selectors.smart_savings), with the rule in billing.money.
@@ -21,13 +25,15 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 
+from billing import outbox
 from billing.budget import BudgetExceeded, abudget_reserve, budget_release, budget_reserve
 from billing.services import usage_record
+from tenants.models import Tenant
 
 from .catalog import Catalog, EndpointInfo, catalog_cached, catalog_get
 from .cost import estimate_max_cost, estimate_tokens, price_usage
 from .errors import RoutingError
-from .types import ChatRequest, RouteResult, Usage
+from .types import Attempt, ChatRequest, Prices, RouteResult, SmartDecision, Usage
 
 # --- hold, record, release ---
 
@@ -66,6 +72,48 @@ def record(*, tenant, source: str, key: str, user_id: int | None, api_key_id: in
         return None
     return usage_record(tenant=tenant, source=source, key=key, user_id=user_id, api_key_id=api_key_id,
                         **usage_row(result))
+
+
+def record_later(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None,
+                 result: RouteResult) -> None:
+    """`record`, deferred: keep the row's complete record in the outbox (durable when this returns), to be
+    written by `billing.outbox.drain` under the same key once the database answers. For a caller whose `record`
+    just failed because the database is unavailable. Raises OSError only if nothing could keep it."""
+    outbox.put(kind="usage", key=key, payload=usage_payload(tenant_id=tenant.pk, source=source, key=key,
+                                                            user_id=user_id, api_key_id=api_key_id, result=result))
+
+
+def usage_payload(*, tenant_id: int, source: str, key: str, user_id: int | None, api_key_id: int | None,
+                  result: RouteResult) -> dict:
+    """What the outbox keeps of a usage row: who it is for, and the whole routing result (JSON-safe)."""
+    return {"tenant_id": tenant_id, "source": source, "key": key, "user_id": user_id, "api_key_id": api_key_id,
+            "result": result.as_dict()}
+
+
+def record_payload(payload: dict):
+    """Write a row kept by `record_later` (the outbox's `usage` handler): `record`, idempotent on its key."""
+    tenant = Tenant.objects.select_related("plan").get(pk=payload["tenant_id"])
+    return record(tenant=tenant, source=payload["source"], key=payload["key"], user_id=payload["user_id"],
+                  api_key_id=payload["api_key_id"], result=result_from_dict(payload["result"]))
+
+
+outbox.register("usage", record_payload)
+
+
+def result_from_dict(data: dict) -> RouteResult:
+    """The inverse of `RouteResult.as_dict` (money back to Decimal), for results kept in the outbox."""
+    usage = Usage(**data["usage"])
+    prices = data.get("prices")
+    smart = data.get("smart")
+    return RouteResult(
+        text=data["text"], finish_reason=data["finish_reason"], tier=data["tier"], endpoint=data["endpoint"],
+        provider=data["provider"], upstream_model=data["upstream_model"], usage=usage,
+        attempts=[Attempt(**a) for a in data.get("attempts", ())], fallback_count=data.get("fallback_count", 0),
+        reason=data.get("reason", ""), cost=Decimal(data["cost"]),
+        prices=Prices(**{k: Decimal(v) for k, v in prices.items()}) if prices else None,
+        error=data.get("error"), requested_tier=data.get("requested_tier", ""),
+        smart=SmartDecision(**smart) if smart else None,
+    )
 
 
 def release(*, tenant, key: str) -> None:
