@@ -15,10 +15,14 @@ RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm 
 
 COPY . .
 # Editable install: settings find templates/ and static/ next to the code (BASE_DIR), so the code stays here.
+# collectstatic writes the hashed files and their manifest to STATIC_ROOT (/app/var/staticfiles), which the
+# command below serves at /static/; pages need the manifest to name them with DEBUG off.
 RUN pip install -e . \
  && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
  && chown -R kiwiclaw:kiwiclaw /app/var
 
 USER kiwiclaw
 EXPOSE 8000
-CMD ["uvicorn", "kiwiclaw.asgi:application", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools"]
+# The one serving command (scripts/services.py PRODUCTION_WEB_SERVER; docker-compose.yml and docs/operations.md
+# give the same). --workers: the machine's cores.
+CMD ["granian", "--interface", "asginl", "--loop", "uvloop", "--workers", "2", "--host", "0.0.0.0", "--port", "8000", "--no-ws", "--static-path-route", "/static", "--static-path-mount", "/app/var/staticfiles", "--static-path-expires", "365d", "kiwiclaw.asgi:application"]

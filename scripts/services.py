@@ -33,6 +33,17 @@ CELERY_BEAT = ["celery", "-A", "kiwiclaw", "beat", "--loglevel", "INFO"]
 # uvloop + httptools, always: asyncio's default loop never sets TCP_NODELAY on pre-bound sockets, which adds a
 # delayed-ACK wait to every request (DESIGN.md, "Performance notes").
 WEB_SERVER = ["uvicorn", "kiwiclaw.asgi:application", "--loop", "uvloop", "--http", "httptools"]
+# The production web server: the Dockerfile's CMD, docker-compose.yml's web command and docs/operations.md give
+# exactly this (tests/ops/test_compose.py checks they agree; tests/ops/test_production_serving.py runs it with
+# DEBUG off). granian, ASGI without lifespan, uvloop, one worker per core; it serves collectstatic's output
+# (STATIC_ROOT, hashed names) itself at /static/ with a year's Cache-Control, so no static request reaches
+# Python. `make dev` keeps uvicorn above: with DEBUG on Django serves the unhashed files from the source folders.
+PRODUCTION_STATIC_ROOT = "/app/var/staticfiles"
+PRODUCTION_WEB_SERVER = [
+    "granian", "--interface", "asginl", "--loop", "uvloop", "--workers", "2", "--host", "0.0.0.0", "--port", "8000",
+    "--no-ws", "--static-path-route", "/static", "--static-path-mount", PRODUCTION_STATIC_ROOT,
+    "--static-path-expires", "365d", "kiwiclaw.asgi:application",
+]
 
 DEV_PORT = 8000
 FAKE_PROVIDER_PORT = 9100

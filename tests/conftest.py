@@ -36,6 +36,10 @@ def _test_settings(settings):
     settings.SECURE_SSL_REDIRECT = False
     # The real hasher costs about a second per password on this machine; its cost is not what is tested.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Pages name static files without collectstatic's manifest (tests/ops/test_production_serving.py checks the
+    # hashed names the production server gives).
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -8,6 +8,9 @@ django.setup()
 # The suite stores passwords with the fast MD5 hasher (tests/conftest.py); this server must verify them.
 settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher",
                              "django.contrib.auth.hashers.PBKDF2PasswordHasher"]
+# Plain static names, served from the source folders below: no collectstatic manifest in a test run.
+settings.STORAGES = {**settings.STORAGES, "staticfiles": {
+    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 

@@ -1,13 +1,15 @@
 """docker-compose.yml, checked without a Docker engine: the services, their commands, and the environment the
 app reads. Anchors and merge keys are resolved by the YAML loader, as Compose does."""
 
+import json
 import re
+import shlex
 from urllib.parse import urlsplit
 
 import pytest
 import yaml
 
-from scripts.services import CELERY_BEAT, CELERY_WORKER
+from scripts.services import CELERY_BEAT, CELERY_WORKER, PRODUCTION_WEB_SERVER
 from tests.ops.conftest import BASE_DIR
 
 APP_SERVICES = ("web", "worker", "beat")
@@ -50,11 +52,41 @@ def test_app_services_set_only_variables_the_settings_read(compose, name):
     assert not unknown, f"{name} sets variables kiwiclaw/settings.py never reads: {sorted(unknown)}"
 
 
-def test_commands_run_asgi_web_and_the_same_celery_processes_as_make_dev(compose):
+def dockerfile_command() -> list[str]:
+    """The Dockerfile's CMD (exec form)."""
+    match = re.search(r"^CMD (\[.*\])$", (BASE_DIR / "Dockerfile").read_text(), re.M)
+    assert match, "the Dockerfile has no exec-form CMD"
+    return json.loads(match.group(1))
+
+
+def documented_command() -> list[str]:
+    """The granian command in docs/operations.md's serving section (an indented block, lines joined by \\)."""
+    docs = (BASE_DIR / "docs" / "operations.md").read_text()
+    match = re.search(r"^    (granian .*?)\n\n", docs, re.M | re.S)
+    assert match, "docs/operations.md shows no granian command"
+    return shlex.split(match.group(1).replace("\\\n", " "))
+
+
+def test_the_image_compose_and_the_docs_serve_with_one_command(compose):
+    assert dockerfile_command() == PRODUCTION_WEB_SERVER
+    assert compose["services"]["web"]["command"] == PRODUCTION_WEB_SERVER
+    assert documented_command() == PRODUCTION_WEB_SERVER
+
+
+def test_the_serving_command_is_granian_serving_the_collected_static_files():
+    command = PRODUCTION_WEB_SERVER
+    assert command[0] == "granian" and command[-1] == "kiwiclaw.asgi:application"
+    flags = dict(zip(command[1:-1:], command[2:-1]))
+    assert flags["--interface"] == "asginl" and flags["--loop"] == "uvloop"
+    assert flags["--static-path-route"] == "/static"
+    # The image's STATIC_ROOT: BASE_DIR is /app there (WORKDIR), and collectstatic runs at build.
+    assert flags["--static-path-mount"] == "/app/var/staticfiles"
+    dockerfile = (BASE_DIR / "Dockerfile").read_text()
+    assert re.search(r"^WORKDIR /app$", dockerfile, re.M) and "manage.py collectstatic --noinput" in dockerfile
+
+
+def test_commands_run_the_same_celery_processes_as_make_dev(compose):
     services = compose["services"]
-    web = services["web"]["command"]
-    assert web[:2] == ["uvicorn", "kiwiclaw.asgi:application"]
-    assert "uvloop" in web and "httptools" in web
     assert services["worker"]["command"] == CELERY_WORKER
     assert services["beat"]["command"][: len(CELERY_BEAT)] == CELERY_BEAT
 
