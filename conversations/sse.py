@@ -11,7 +11,9 @@ Two ways in, one event generator (`events`):
   carry a stream token: the page and the send view put `?t=<token>` in every `sse-connect`. The token is
   signed with the secret key and salted with the viewer's session key, and names the tenant, the user, the
   conversation and the message; so checking it needs no database and no session load, and it is worthless
-  without the session cookie it was made for. Tokens last `CHAT_STREAM_TOKEN_MAX_AGE`.
+  without the session cookie it was made for. Tokens last `CHAT_STREAM_TOKEN_MAX_AGE` (keep it under
+  tenants.revocation.FLAG_TTL_SECONDS), but the fast path also asks Redis, in one round trip, whether the
+  session still exists and whether the tenant was suspended, or the user left it, since the token was made.
 - this Django view for everything else (no token, a token that does not check out, a WSGI server): session
   login and the tenant middleware, then the selectors. Both give the same 404 for someone else's message.
 
@@ -48,8 +50,10 @@ def stream_token(*, session_key: str, tenant_id: int, user_id: int, conversation
     return signer.sign(f"{tenant_id}.{user_id}.{conversation_id}.{message_id}")
 
 
-def stream_token_check(token: str, *, session_key: str, max_age: float | None = None) -> tuple[int, int, int, int] | None:
-    """(tenant id, user id, conversation id, message id) of a valid token made for this session, else None."""
+def stream_token_open(token: str, *, session_key: str,
+                      max_age: float | None = None) -> tuple[int, int, int, int, int] | None:
+    """(tenant id, user id, conversation id, message id, when it was made in Unix seconds) of a valid token
+    made for this session, else None."""
     if not token or not session_key:
         return None
     signer = signing.TimestampSigner(salt=TOKEN_SALT + session_key)
@@ -57,9 +61,16 @@ def stream_token_check(token: str, *, session_key: str, max_age: float | None = 
     try:
         value = signer.unsign(token, max_age=max_age)
         tenant_id, user_id, conversation_id, message_id = (int(part) for part in value.split("."))
+        made = signing.b62_decode(token.rsplit(signer.sep, 2)[-2])  # value:timestamp:signature
     except (signing.BadSignature, ValueError):
         return None
-    return tenant_id, user_id, conversation_id, message_id
+    return tenant_id, user_id, conversation_id, message_id, made
+
+
+def stream_token_check(token: str, *, session_key: str, max_age: float | None = None) -> tuple[int, int, int, int] | None:
+    """(tenant id, user id, conversation id, message id) of a valid token made for this session, else None."""
+    opened = stream_token_open(token, session_key=session_key, max_age=max_age)
+    return None if opened is None else opened[:4]
 
 
 def stream_url(request, message: Message) -> str:

@@ -250,6 +250,14 @@ PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=2 * 1024 * 1024)
 # proxy/auth.py).
 PROXY_KEY_CACHE_TTL = env.float("PROXY_KEY_CACHE_TTL", default=10.0)
 
+# Login and password-reset throttles (tenants/throttle.py), django-ratelimit rates ("5/15m" = 5 per 15 minutes),
+# counted in the Redis cache per account (the email typed) and per client address (REMOTE_ADDR). Login counts
+# failed attempts; a password reset counts every request.
+AUTH_THROTTLE_LOGIN_ACCOUNT = env.str("AUTH_THROTTLE_LOGIN_ACCOUNT", default="5/15m")
+AUTH_THROTTLE_LOGIN_ADDRESS = env.str("AUTH_THROTTLE_LOGIN_ADDRESS", default="50/15m")
+AUTH_THROTTLE_RESET_ACCOUNT = env.str("AUTH_THROTTLE_RESET_ACCOUNT", default="5/h")
+AUTH_THROTTLE_RESET_ADDRESS = env.str("AUTH_THROTTLE_RESET_ADDRESS", default="20/h")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -24,6 +24,7 @@ from .models import (
     User,
     slug_validator,
 )
+from .revocation import access_member_left, access_tenant_suspended
 
 INVITE_INVALID = "This invite link is not valid. Ask your admin for a new one."
 INVITE_USED = "This invite link has already been used. Ask your admin for a new one."
@@ -149,6 +150,9 @@ def tenant_set_status(*, tenant: Tenant, status: str, actor: User) -> Tenant:
     before = {"status": tenant.status}
     tenant.status = status
     tenant.save(update_fields=["status"])
+    # Chat streams already open-able with a token refuse at once (tenants/revocation.py); the proxy's key
+    # caches are told by proxy/auth.py's receiver of this save.
+    access_tenant_suspended(tenant_id=tenant.pk, suspended=status == Tenant.STATUS_SUSPENDED)
     action = "tenant.suspend" if status == Tenant.STATUS_SUSPENDED else "tenant.reactivate"
     audit_record(actor=actor, action=action, tenant=tenant, target=tenant, before=before, after={"status": status})
     return tenant
@@ -211,6 +215,7 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
         raise ValidationError("This is the tenant's last admin: make someone else admin before removing them.")
     audit_record(actor=actor, action="membership.remove", tenant=membership.tenant, target=membership,
                  before={"user": membership.user.email, "role": membership.role})
+    access_member_left(tenant_id=membership.tenant_id, user_id=membership.user_id)
     membership.delete()
 
 

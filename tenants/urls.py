@@ -1,22 +1,20 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from .forms import LoginForm
 from .views import api_keys, auth, home, invites, staff, team
 
 urlpatterns = [
     path("", home.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(authentication_form=LoginForm, redirect_authenticated_user=True),
-         name="login"),
+    path("login/", auth.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("signup/", auth.signup, name="signup"),
-    path("password/change/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/change/", auth.PasswordChangeView.as_view(), name="password_change"),
     path("password/change/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
     path("password/reset/", auth.password_reset, name="password_reset"),
     path("password/reset/complete/", auth_views.PasswordResetCompleteView.as_view(),
          name="password_reset_complete"),
     path("password/reset/<uidb64>/<token>/",
-         auth_views.PasswordResetConfirmView.as_view(success_url=reverse_lazy("password_reset_complete")),
+         auth.PasswordResetConfirmView.as_view(success_url=reverse_lazy("password_reset_complete")),
          name="password_reset_confirm"),
     path("tenants/switch/", home.tenant_switch, name="tenant_switch"),
     path("invite/<str:token>/", invites.invite_accept_view, name="invite_accept"),

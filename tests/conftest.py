@@ -5,6 +5,8 @@ starts). The Redis database named by REDIS_URL is flushed around each test that 
 Area fixtures live in each test package's own conftest.py.
 """
 
+import uuid
+
 import pytest
 import redis as redis_lib
 from django.conf import settings
@@ -36,6 +38,9 @@ def _test_settings(settings):
     settings.SECURE_SSL_REDIRECT = False
     # The real hasher costs about a second per password on this machine; its cost is not what is tested.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Login and password-reset throttles (tenants/throttle.py) count per account and address in Redis: each test
+    # counts afresh, so a run's (or an earlier run's) attempts from 127.0.0.1 never throttle another test.
+    settings.RATELIMIT_CACHE_PREFIX = f"rl:{uuid.uuid4().hex}:"
     # Pages name static files without collectstatic's manifest (tests/ops/test_production_serving.py checks the
     # hashed names the production server gives).
     settings.STORAGES = {**settings.STORAGES, "staticfiles": {

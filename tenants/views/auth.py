@@ -1,11 +1,13 @@
 """Log in, sign up, password reset. There is no outgoing mail: a reset link is logged, and shown on screen
-when DEBUG is on."""
+when DEBUG is on. Logging in and asking for a reset are throttled per account and per address
+(tenants/throttle.py)."""
 
 import logging
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordResetForm
 from django.contrib.auth.tokens import default_token_generator
 from django.core.exceptions import ValidationError
@@ -14,14 +16,51 @@ from django.urls import reverse
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
-from ..forms import SignUpForm
+from .. import throttle
+from ..forms import LoginForm, SignUpForm
 from ..middleware import SESSION_KEY
+from ..revocation import access_user_sessions_ended
 from ..services import user_sign_up
 from ._util import add_service_errors
 
 logger = logging.getLogger("tenants.auth")
 
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, throttled: an account or address over its limit is refused before the password is
+    checked, with a 429 page; a successful login gives its attempt back."""
+
+    authentication_form = LoginForm
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        self.attempt = throttle.throttle_attempt(request, what=throttle.LOGIN,
+                                                 account=request.POST.get("username", ""))
+        if self.attempt.refusal is not None:
+            return throttle.throttled_response(request, self.attempt.refusal)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        self.attempt.forgive()
+        return super().form_valid(form)
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change; the user's other sessions end, and so do the chat streams they could open."""
+
+    def form_valid(self, form):
+        access_user_sessions_ended(user_id=form.user.pk)
+        return super().form_valid(form)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    """Django's reset link; setting a new password ends the user's sessions and their chat streams."""
+
+    def form_valid(self, form):
+        access_user_sessions_ended(user_id=form.user.pk)
+        return super().form_valid(form)
 
 
 def signup(request):
@@ -44,6 +83,11 @@ def signup(request):
 
 def password_reset(request):
     """Ask for a reset link. The answer is the same whether or not the address has an account."""
+    if request.method == "POST":
+        attempt = throttle.throttle_attempt(request, what=throttle.PASSWORD_RESET,
+                                            account=request.POST.get("email", ""))
+        if attempt.refusal is not None:
+            return throttle.throttled_response(request, attempt.refusal)
     form = PasswordResetForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         links = []

@@ -67,7 +67,7 @@ def test_a_token_url_streams_without_django_middleware(alice, alice_chat, chat_s
     response = _get(url, _cookies(client))
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")
-    assert "x-frame-options" not in response.headers  # Django's middleware never ran
+    assert "cross-origin-opener-policy" not in response.headers  # Django's security middleware never ran
     events = parse_sse(response.text)
     assert [e["event"] for e in events] == ["delta", "delta", "delta", "final"]
     assert events[2]["data"] == "<span>&lt;b&gt;birds&lt;/b&gt;.</span>"
