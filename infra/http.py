@@ -6,7 +6,8 @@ httpx's own transport (httpcore) cost several times the CPU per call and a long 
 TLS (httpx's SSL context: certifi, or SSL_CERT_FILE / SSL_CERT_DIR), proxies from the environment
 (HTTPS_PROXY, NO_PROXY and friends, read once when the client is made), keep-alive pooling (aiohttp's
 connector: ROUTING_POOL_MAX_CONNECTIONS, idle connections kept ROUTING_POOL_KEEPALIVE_EXPIRY seconds) and
-timeouts (ROUTING_CONNECT_TIMEOUT to connect, ROUTING_READ_TIMEOUT of silence while reading).
+timeouts (ROUTING_CONNECT_TIMEOUT to connect; of silence while reading, what the call names — dispatch's
+per-endpoint deadlines — or else ROUTING_READ_TIMEOUT; httpx's timeout is aiohttp's `sock_read` underneath).
 
 A response not read to its end when it is closed (a cancelled or stopped caller) closes its connection
 instead of returning it to the pool, so no later call can read the rest of an earlier answer.
@@ -67,12 +68,16 @@ def provider_client() -> httpx.AsyncClient:
 
 
 async def provider_send(method: str, url: str, *, content: bytes, headers: Mapping[str, str],
-                        stream: bool = False) -> httpx.Response:
+                        stream: bool = False, read_timeout: float | None = None) -> httpx.Response:
     """One provider call on the running loop's client. Unless `stream`, the body is read and the connection
     released before this returns; a streamed response must be closed by the caller (`await response.aclose()`,
-    in a finally), as with `httpx.AsyncClient.stream`. Raises httpx's exceptions."""
+    in a finally), as with `httpx.AsyncClient.stream`. Raises httpx's exceptions (httpx.ReadTimeout after
+    `read_timeout` seconds of silence: the status line, then between any two reads of the body; the client's
+    ROUTING_READ_TIMEOUT when None)."""
     client = _clients.get()
-    return await client.send(client.build_request(method, url, content=content, headers=headers), stream=stream)
+    timeout = httpx.USE_CLIENT_DEFAULT if read_timeout is None else http_timeout(read_timeout)
+    request = client.build_request(method, url, content=content, headers=headers, timeout=timeout)
+    return await client.send(request, stream=stream)
 
 
 async def aclose_provider_client() -> None:

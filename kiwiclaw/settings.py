@@ -282,9 +282,17 @@ ANTHROPIC_API_KEY = env.str("ANTHROPIC_API_KEY", default="")
 ANTHROPIC_BASE_URL = env.str("ANTHROPIC_BASE_URL", default="https://api.anthropic.com")
 MOONSHOT_API_KEY = env.str("MOONSHOT_API_KEY", default="")
 MOONSHOT_BASE_URL = env.str("MOONSHOT_BASE_URL", default="https://api.moonshot.ai/v1")
-# Upstream HTTP: connect timeout, and the longest silence allowed between bytes of an answer.
+# Upstream HTTP: connect timeout, and the longest silence allowed between bytes of a provider call that names
+# no timeout of its own (dispatch's calls name the three below).
 ROUTING_CONNECT_TIMEOUT = env.float("ROUTING_CONNECT_TIMEOUT", default=5.0)
 ROUTING_READ_TIMEOUT = env.float("ROUTING_READ_TIMEOUT", default=60.0)
+# Per endpoint call, how long a provider may stay silent before the call moves on to the next endpoint: a JSON
+# call's answer must start within FIRST_BYTE (a JSON answer's first byte comes once it is fully generated, so
+# this also bounds its generation), a stream's first text delta within FIRST_DELTA. A stream that has started
+# and then sends nothing for STREAM_IDLE ends with the text so far (billed as delivered).
+ROUTING_FIRST_BYTE_TIMEOUT = env.float("ROUTING_FIRST_BYTE_TIMEOUT", default=10.0)
+ROUTING_FIRST_DELTA_TIMEOUT = env.float("ROUTING_FIRST_DELTA_TIMEOUT", default=10.0)
+ROUTING_STREAM_IDLE_TIMEOUT = env.float("ROUTING_STREAM_IDLE_TIMEOUT", default=30.0)
 # Upstream connections per process: one per streaming answer, so above the turns one worker carries (200+);
 # idle ones are kept (up to MAX_KEEPALIVE, for KEEPALIVE_EXPIRY) so the next turn skips the TCP/TLS handshake.
 ROUTING_POOL_MAX_CONNECTIONS = env.int("ROUTING_POOL_MAX_CONNECTIONS", default=1000)

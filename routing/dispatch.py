@@ -4,11 +4,16 @@ turns whatever happens into text deltas and exactly one final `Done(result)`.
 Rules (see docs/architecture.md, "Routing core"):
 - A fallback-able error before the first text delta moves on to the next endpoint at once (no backoff: a user
   waiting on a fallback must not wait out a failing provider).
+- A provider that accepts the call and then stays silent is a failure before text too, at the endpoint's own
+  deadline, not the socket's: a JSON call must have its answer within ROUTING_FIRST_BYTE_TIMEOUT (httpx's read
+  timeout for the call, aiohttp's sock_read underneath), a stream its first text delta within
+  ROUTING_FIRST_DELTA_TIMEOUT (asyncio.timeout: opening events and pings do not count).
 - Only the last endpoint is retried, with exponential backoff and jitter, never sooner than `retry-after`,
   and never past the overall deadline (ROUTING_DEADLINE_SECONDS, counted until the answer starts).
 - A terminal request error (bad request, content filter) fails at once, without walking the chain.
 - After the first delta has been passed on there is no fallback: an error ends the answer with
-  finish_reason "error", keeping the partial text and its (possibly estimated) usage.
+  finish_reason "error", keeping the partial text and its (possibly estimated) usage. A stream silent for
+  ROUTING_STREAM_IDLE_TIMEOUT after it started ends so too (httpx's read timeout for the streamed call).
 - Every call and skip is an Attempt in the decision log.
 """
 
@@ -67,7 +72,8 @@ _NOT_BREAKER_KINDS = frozenset({KIND_BAD_REQUEST, KIND_CONTEXT_LENGTH, KIND_CONT
 
 
 async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_tokens: int) -> AsyncIterator:
-    """One call of one endpoint: yields TextDelta / UsageUpdate / Finish, raises ProviderError.
+    """One call of one endpoint: yields TextDelta / UsageUpdate / Finish, raises ProviderError (KIND_TIMEOUT
+    after ROUTING_FIRST_BYTE_TIMEOUT without a JSON answer, or ROUTING_STREAM_IDLE_TIMEOUT of a silent stream).
     Closing the generator closes the upstream response (the provider stops generating)."""
     adapter = adapter_for(endpoint.kind)
     upstream = adapter.build_request(base_url=endpoint.base_url, api_key=endpoint.api_key,
@@ -76,7 +82,8 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
     content = orjson.dumps(upstream.body)
     try:
         if not request.stream:
-            response = await provider_send("POST", upstream.url, content=content, headers=upstream.headers)
+            response = await provider_send("POST", upstream.url, content=content, headers=upstream.headers,
+                                           read_timeout=settings.ROUTING_FIRST_BYTE_TIMEOUT)
             if response.status_code >= 400:
                 raise adapter.classify_error(response.status_code, response.headers, response.content)
             try:
@@ -90,7 +97,7 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
             yield Finish(parsed.finish_reason)
             return
         response = await provider_send("POST", upstream.url, content=content, headers=upstream.headers,
-                                       stream=True)
+                                       stream=True, read_timeout=settings.ROUTING_STREAM_IDLE_TIMEOUT)
         try:
             if response.status_code >= 400:
                 raise adapter.classify_error(response.status_code, response.headers, await response.aread())
@@ -244,13 +251,17 @@ async def dispatch(
 
 async def _first_delta(walk: _Walk, answer: _Answer) -> TextDelta | None:
     """Read the endpoint's events up to its first text delta and return it, or None for an answer that finished
-    without any text (e.g. max_tokens 0-ish). Until the first delta the routing deadline bounds the wait; after
-    it, only the read timeout does. Raises ProviderError, or TimeoutError at the deadline."""
+    without any text (e.g. max_tokens 0-ish). Until the first delta the routing deadline and, for a stream, the
+    endpoint's first-delta deadline bound the wait; after it, the stream's idle timeout does. Raises
+    ProviderError, or TimeoutError at either deadline."""
     events = answer.events
+    deadline = walk.deadline
+    if walk.request.stream:
+        deadline = min(deadline, walk.loop.time() + settings.ROUTING_FIRST_DELTA_TIMEOUT)
     while True:
-        if walk.loop.time() >= walk.deadline:
+        if walk.loop.time() >= deadline:
             raise TimeoutError
-        async with asyncio.timeout_at(walk.deadline):
+        async with asyncio.timeout_at(deadline):
             event = await anext(events, None)
         if event is None:
             raise ProviderError(KIND_CONNECTION, "The provider ended the answer without any text.")
@@ -271,7 +282,11 @@ async def _failed_before_text(walk: _Walk, answer: _Answer, exc: ProviderError |
     fallback can help), retry this endpoint after the returned delay, or move on (None)."""
     await answer.events.aclose()
     if isinstance(exc, TimeoutError):
-        exc = ProviderError(KIND_TIMEOUT, "No answer before the routing deadline.")
+        if walk.loop.time() >= walk.deadline:
+            exc = ProviderError(KIND_TIMEOUT, "No answer before the routing deadline.")
+        else:
+            exc = ProviderError(KIND_TIMEOUT, f"No text within {settings.ROUTING_FIRST_DELTA_TIMEOUT:g} s "
+                                              "(ROUTING_FIRST_DELTA_TIMEOUT).")
     endpoint, attempt = answer.endpoint, answer.attempt
     attempt.latency_ms = _ms(answer.started, time.perf_counter())
     attempt.error_kind = exc.kind
@@ -323,6 +338,9 @@ async def _stream_rest(walk: _Walk, answer: _Answer) -> AsyncIterator:
             elif isinstance(event, Finish):
                 answer.finish = event.finish_reason
     except ProviderError as exc:
+        if exc.kind == KIND_TIMEOUT and walk.request.stream:  # the read timeout of a started stream: silence
+            idle = settings.ROUTING_STREAM_IDLE_TIMEOUT
+            exc = ProviderError(KIND_TIMEOUT, f"The provider sent nothing for {idle:g} s (ROUTING_STREAM_IDLE_TIMEOUT).")
         answer.error = exc
     finally:
         await events.aclose()

@@ -13,6 +13,9 @@ from tests.factories import TenantFactory
 def routing_settings(settings):
     settings.ROUTING_CONNECT_TIMEOUT = 1.0
     settings.ROUTING_READ_TIMEOUT = 0.5
+    settings.ROUTING_FIRST_BYTE_TIMEOUT = 0.5
+    settings.ROUTING_FIRST_DELTA_TIMEOUT = 0.5
+    settings.ROUTING_STREAM_IDLE_TIMEOUT = 0.5
     settings.ROUTING_DEADLINE_SECONDS = 3.0
     settings.ROUTING_RETRY_ATTEMPTS = 2
     settings.ROUTING_BACKOFF_BASE_SECONDS = 0.02

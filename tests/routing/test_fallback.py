@@ -145,7 +145,8 @@ def test_retry_after_beyond_the_deadline_is_not_waited_for(routing_env, pro_tena
 
 
 def test_deadline_bounds_a_hanging_provider(routing_env, pro_tenant, settings):
-    settings.ROUTING_READ_TIMEOUT = 30.0  # the overall deadline, not the read timeout, must end the wait
+    # The overall deadline, not the endpoint's own deadline or the read timeout, must end the wait.
+    settings.ROUTING_READ_TIMEOUT = settings.ROUTING_FIRST_DELTA_TIMEOUT = settings.ROUTING_STREAM_IDLE_TIMEOUT = 30.0
     settings.ROUTING_DEADLINE_SECONDS = 0.5
     routing_env.scenario(KIMI, hang=True)
     with pytest.raises(AllEndpointsFailed) as caught:
