@@ -98,8 +98,10 @@ def _last_answer(page):
 
 
 def _wait_done(page, count):
+    # A function, not an expression: Playwright evaluates a bare expression with eval(), which the pages' CSP
+    # refuses.
     page.wait_for_function(
-        f"document.querySelectorAll('article.msg-assistant[data-status=done]').length >= {count}")
+        f"() => document.querySelectorAll('article.msg-assistant[data-status=done]').length >= {count}")
 
 
 def test_alice_sees_the_answer_grow_then_switches_to_max(open_page, fake_provider, alice):
@@ -181,6 +183,6 @@ def test_no_horizontal_overflow_at_375px(open_page, fake_provider, alice, acme):
     page.wait_for_selector("article.msg-assistant")
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     _send(page, "and one more")  # the composer works at this width
-    page.wait_for_function("document.querySelectorAll('article.msg-assistant').length == 2")
+    page.wait_for_function("() => document.querySelectorAll('article.msg-assistant').length == 2")
     _wait_done(page, 2)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
