@@ -21,6 +21,8 @@ a larger gen0 threshold made each young collection a long pause for no measurabl
 import asyncio
 import gc
 
+from django.conf import settings
+
 from infra.asgi import until_gone, wait_disconnect
 
 from .errors import ANTHROPIC, OPENAI, ProxyError
@@ -34,6 +36,14 @@ ROUTES = {
     "/v1/messages": ("POST", ANTHROPIC),
     "/v1/models": ("GET", OPENAI),
 }
+
+
+# On every answer: what Django's security and clickjacking middleware add to its own, which /v1 runs ahead of.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", (getattr(settings, "SECURE_REFERRER_POLICY", None) or "same-origin").encode("latin-1")),
+    (b"x-frame-options", getattr(settings, "X_FRAME_OPTIONS", "DENY").encode("latin-1")),
+]
 
 
 class _ClientGone(Exception):
@@ -119,7 +129,7 @@ async def app(scope, receive, send) -> None:
 
 
 def _encode(headers) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers] + SECURITY_HEADERS
 
 
 async def _send(resp: ProxyResponse, send) -> None:

@@ -1,21 +1,29 @@
-"""API key authentication for /v1 and the REST API, with a per-process cache.
+"""API key authentication for /v1 and the REST API, with a per-process cache kept true by Redis pub/sub.
 
-Lookups are by SHA-256 of the secret (tenants.keys.hash_secret). A hit is cached in this process for
-PROXY_KEY_CACHE_TTL seconds (default 10), so the hot path does not query Postgres per request; misses are
-cached too (so a flood of wrong keys cannot hammer the database), in a bounded map.
+Lookups are by SHA-256 of the secret (tenants.keys.hash_secret). A hit is cached in this process, so the hot
+path does not query Postgres per request; misses are cached too (so a flood of wrong keys cannot hammer the
+database), in a bounded map.
 
-Revocation: `tenants.services.api_key_revoke` saves the key; the post_save receiver below, on commit,
-drops it from this process's cache at once and sets `kc:rl:revoked:<key id>` in Redis, which the rate-limit
-script (ratelimit.py) checks on every request — so in practice every process refuses it immediately, and
-without Redis's help another process does within the TTL. Plan changes and suspensions also clear this
-process's cache, as do membership and user changes (a removed member's keys stop working); other processes
-see them within the TTL. A receiver is used because tenants (a lower
-layer) must not import the proxy.
+Changes reach every process at once: a key revocation, and any save of a tenant (suspension), a plan (limits,
+tiers), a membership or a user (a removed member's keys stop working), publishes an invalidation on commit
+(the receivers below; tenants, a lower layer, must not import the proxy). Every serving process listens on a
+daemon thread (one Redis connection) and drops the entries, then acknowledges; the publisher waits for the
+acknowledgements (up to `ANNOUNCE_WAIT_SECONDS`), so when the revoking request returns no process still
+answers from the old entry. This costs the hot path nothing: no Redis round trip per request (the proxy is
+measured by bench/proxy_latency.py). The cache is trusted only while the listener is subscribed: before its
+first subscription, while Redis is unreachable (an invalidation may be missed) and until it has subscribed
+again (every entry is then dropped), lookups go to Postgres. `PROXY_KEY_CACHE_TTL` (default 10 s) still
+bounds an entry's life as a backstop. A revoked key is also flagged in Redis (`kc:rl:revoked:<key id>`),
+which the rate-limit script checks on every completion request (ratelimit.py).
 """
 
+import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
 
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -24,10 +32,18 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
 
+from infra.redis import redis_sync
 from tenants.keys import API_KEY_PREFIX, hash_secret
 from tenants.models import ApiKey, Membership, Plan, Tenant, User
 
+logger = logging.getLogger("proxy")
+
 REVOKED_KEY = "kc:rl:revoked:{}"
+# Pub/sub channels are server-wide, not per database: the channel names the database, so deployments (or test
+# runs) sharing a Redis server on different databases do not acknowledge each other's invalidations.
+CHANNEL = "kc:auth:invalidate:{}"
+ACK_KEY = "kc:auth:ack:{}"
+ANNOUNCE_WAIT_SECONDS = 0.5
 _MAX_ENTRIES = 10_000
 
 
@@ -87,14 +103,120 @@ def _query(key_hash: str) -> KeyIdentity | None:
 _aload = sync_to_async(_load)
 
 
+# --- invalidation across processes ---
+
+_listening = False  # subscribed: the cache may be trusted
+_generation = 0  # bumped by every invalidation: a lookup that raced one is not stored
+_listener_started = False
+_listener_lock = threading.Lock()
+
+
+def _channel(client: redis.Redis) -> str:
+    return CHANNEL.format(client.connection_pool.connection_kwargs.get("db", 0))
+
+
+def _invalidate(scope: str) -> None:
+    """Drop cached lookups: `key:<hash>` one key's, anything else all of them."""
+    global _generation
+    _generation += 1
+    if scope.startswith("key:"):
+        _cache.pop(scope[4:], None)
+    else:
+        _cache.clear()
+
+
+def _ensure_listener() -> None:
+    """Start this process's listener thread on first use (and again in a forked child)."""
+    global _listener_started
+    if _listener_started:
+        return
+    with _listener_lock:
+        if not _listener_started:
+            _listener_started = True
+            threading.Thread(target=_listen, name="proxy key cache invalidation", daemon=True).start()
+
+
+def _after_fork() -> None:
+    global _listener_started, _listening, _listener_lock
+    _listener_started = _listening = False  # the parent's thread did not come along
+    _listener_lock = threading.Lock()
+    _cache.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+def _listen() -> None:
+    global _listening
+    delay = 0.05
+    while True:
+        pubsub = None
+        try:
+            client = redis_sync()
+            pubsub = client.pubsub()
+            pubsub.subscribe(_channel(client))
+            while True:
+                message = pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    # (Re)subscribed: whatever was published while we were away is lost, so start afresh.
+                    _invalidate("all")
+                    _listening, delay = True, 0.05
+                elif message["type"] == "message":
+                    scope, _, nonce = message["data"].rpartition("|")
+                    _invalidate(scope)
+                    if nonce:
+                        client.pipeline(transaction=False).rpush(ACK_KEY.format(nonce), 1) \
+                            .expire(ACK_KEY.format(nonce), 10).execute()
+        except Exception:
+            if _listening:
+                logger.warning("API key cache: invalidation listener lost Redis; lookups go to the database",
+                               exc_info=True)
+            _listening = False
+            _invalidate("all")
+        finally:
+            if pubsub is not None:
+                try:
+                    pubsub.close()
+                except Exception:
+                    pass
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)  # back within a second of Redis returning
+
+
+def announce(scope: str) -> None:
+    """Drop cached lookups in every process (`key:<hash>` or `all`), this one at once; returns when every
+    listening process has acknowledged, or after ANNOUNCE_WAIT_SECONDS. Call after the change commits."""
+    _invalidate(scope)
+    nonce = os.urandom(8).hex()
+    ack = ACK_KEY.format(nonce)
+    try:
+        client = redis_sync()
+        receivers = client.publish(_channel(client), f"{scope}|{nonce}")
+        deadline = time.monotonic() + ANNOUNCE_WAIT_SECONDS
+        for _ in range(receivers):
+            left = deadline - time.monotonic()
+            if left <= 0 or client.blpop([ack], timeout=left) is None:
+                logger.warning("API key cache: %s of %s processes acknowledged %s in time", _, receivers, scope)
+                break
+        client.delete(ack)
+    except redis.RedisError:
+        # Listeners that lost Redis distrust their caches until they subscribe again (see _listen).
+        logger.warning("API key cache: could not announce %s", scope, exc_info=True)
+
+
 def _cached(key_hash: str) -> tuple[bool, KeyIdentity | None]:
+    _ensure_listener()
     entry = _cache.get(key_hash)
-    if entry is not None and entry[0] > time.monotonic():
+    if entry is not None and _listening and entry[0] > time.monotonic():
         return True, entry[1]
     return False, None
 
 
-def _store(key_hash: str, identity: KeyIdentity | None) -> None:
+def _store(key_hash: str, identity: KeyIdentity | None, generation: int) -> None:
+    if not _listening or generation != _generation:
+        return  # an invalidation may have been missed, or raced this lookup
     if len(_cache) >= _MAX_ENTRIES:
         _cache.clear()
     _cache[key_hash] = (time.monotonic() + cache_ttl(), identity)
@@ -108,8 +230,9 @@ async def aauthenticate_key(secret: str | None) -> KeyIdentity | None:
     hit, identity = _cached(key_hash)
     if hit:
         return identity
+    generation = _generation
     identity = await _aload(key_hash)
-    _store(key_hash, identity)
+    _store(key_hash, identity, generation)
     return identity
 
 
@@ -121,20 +244,22 @@ def authenticate_key(secret: str | None) -> KeyIdentity | None:
     hit, identity = _cached(key_hash)
     if hit:
         return identity
+    generation = _generation
     identity = _load(key_hash)
-    _store(key_hash, identity)
+    _store(key_hash, identity, generation)
     return identity
 
 
 def key_cache_clear() -> None:
-    _cache.clear()
+    """This process's cache only (tests); changes are announced to every process by the receivers below."""
+    _invalidate("all")
 
 
 def _forget_key(key_hash: str, key_id: int) -> None:
-    _cache.pop(key_hash, None)
     from .ratelimit import mark_revoked
 
     mark_revoked(key_id)
+    announce(f"key:{key_hash}")
 
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="proxy_api_key_saved")
@@ -149,5 +274,7 @@ def _api_key_saved(sender, instance: ApiKey, created: bool, **kwargs):
 @receiver(post_save, sender=User, dispatch_uid="proxy_user_saved")
 @receiver(post_save, sender=Tenant, dispatch_uid="proxy_tenant_saved")
 @receiver(post_save, sender=Plan, dispatch_uid="proxy_plan_saved")
-def _tenant_or_plan_saved(sender, **kwargs):
-    transaction.on_commit(key_cache_clear)
+def _tenant_or_plan_saved(sender, update_fields=None, **kwargs):
+    if sender is User and update_fields is not None and set(update_fields) <= {"last_login"}:
+        return  # every login saves this; it changes nothing a key lookup holds
+    transaction.on_commit(lambda: announce("all"))
