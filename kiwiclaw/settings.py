@@ -168,8 +168,8 @@ SECURE_CSP = {
     "form-action": [CSP.SELF],
     "frame-ancestors": [CSP.NONE],
 }
-# /healthz is probed over plain HTTP by load balancers inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# /healthz is probed, and /metrics scraped, over plain HTTP by load balancers and Prometheus inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 
 # --- Celery ---
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
@@ -258,11 +258,29 @@ AUTH_THROTTLE_LOGIN_ADDRESS = env.str("AUTH_THROTTLE_LOGIN_ADDRESS", default="50
 AUTH_THROTTLE_RESET_ACCOUNT = env.str("AUTH_THROTTLE_RESET_ACCOUNT", default="5/h")
 AUTH_THROTTLE_RESET_ADDRESS = env.str("AUTH_THROTTLE_RESET_ADDRESS", default="20/h")
 
+# --- Logging: one JSON object per line (python-json-logger), or plain text for a terminal. ---
+# LOG_FORMAT=json|plain, default json with DEBUG off and plain with it on (`make dev`). Every line carries the
+# request id of the HTTP request (the X-Request-ID header; infra/requestid.py) or the Celery task it was written
+# for, as `request_id`; JSON lines also carry `client_request_id` (a client's own X-Request-ID on /v1) and
+# `task_id` when set.
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ValueError(f"LOG_FORMAT must be json or plain, not {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "infra.requestid.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"},
+        "json": {
+            "()": "infra.requestid.JsonFormatter",
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",  # ISO 8601, UTC
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT,
+                             "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     # httpx logs every upstream request at INFO: that is a line per proxied call on the hot path.
     "loggers": {
@@ -271,6 +289,20 @@ LOGGING = {
         "httpcore": {"level": "WARNING"},
     },
 }
+# Celery's worker keeps the LOGGING above (JSON, request ids) instead of installing its own root handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Metrics (kiwiclaw/metrics.py): GET /metrics, Prometheus text format. ---
+# The bearer token a scraper sends (`Authorization: Bearer ...`); empty = only staff sessions may read it.
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus-client itself) names the directory every process writes its
+# counters to; it must be emptied before they start (make dev does; a tmpfs in containers; docs/operations.md).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# kiwiclaw_turns_recent counts the states of this many newest chat turns.
+METRICS_RECENT_TURNS = env.int("METRICS_RECENT_TURNS", default=10000)
+# The month's ledger aggregate (about 0.2 s at a million rows) is shared by scrapes for this long; 0 = every scrape.
+METRICS_LEDGER_CACHE_SECONDS = env.float("METRICS_LEDGER_CACHE_SECONDS", default=30.0)
+# Each scrape-time query ends after this long (the series it feeds are left out of that scrape).
+METRICS_QUERY_TIMEOUT_MS = env.int("METRICS_QUERY_TIMEOUT_MS", default=5000)
 
 # --- Tenancy ---
 INVITE_TTL_HOURS = env.int("INVITE_TTL_HOURS", default=72)

@@ -162,6 +162,17 @@ def start_backing_services(sup: Supervisor, *, for_tests: bool):
         sup.say(f"Redis: embedded, REDIS_URL={sup.env['REDIS_URL']}")
 
 
+def prometheus_dir(sup: Supervisor) -> Path:
+    """The directory the web and worker processes write their metrics to (prometheus-client's multiprocess mode,
+    kiwiclaw/metrics.py), emptied before they start: files of processes from an earlier run would be summed in.
+    PROMETHEUS_MULTIPROC_DIR, when set, names it; only its metric files (*.db) are removed."""
+    path = Path(sup.env.get("PROMETHEUS_MULTIPROC_DIR") or sup.var_dir / "prometheus").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path
+
+
 def management_command_exists(name: str) -> bool:
     """Looked up on disk, without importing Django: other apps add these commands over time."""
     return any(BASE_DIR.glob(f"*/management/commands/{name}.py"))
@@ -179,6 +190,7 @@ def dev(args) -> int:
     sup.install_signal_handlers()
     sup.env.setdefault("DJANGO_DEBUG", "1")
     sup.env.setdefault("DJANGO_SETTINGS_MODULE", "kiwiclaw.settings")
+    sup.env["PROMETHEUS_MULTIPROC_DIR"] = str(prometheus_dir(sup))
     code = 0
     try:
         start_backing_services(sup, for_tests=False)

@@ -29,9 +29,10 @@ API = "api"  # /api/: an API key or the browser session
 PROXY = "proxy"  # /v1: an API key
 STREAM = "stream"  # the chat's SSE stream: its owner's session (an EventSource cannot follow a login redirect)
 NOT_FOUND = "not_found"  # the JSON 404 catch-alls of /v1 and /api/
+METRICS = "metrics"  # /metrics: staff sessions or the metrics token; 403 (never a login redirect) to the rest
 
 ACCESS = {
-    "healthz": PUBLIC, "login": PUBLIC, "logout": PUBLIC, "signup": PUBLIC, "password_reset": PUBLIC,
+    "healthz": PUBLIC, "metrics": METRICS, "login": PUBLIC, "logout": PUBLIC, "signup": PUBLIC, "password_reset": PUBLIC,
     "password_reset_complete": PUBLIC, "password_reset_confirm": PUBLIC, "invite_accept": PUBLIC,
     "static": PUBLIC, "api:schema": PUBLIC, "api:docs": PUBLIC,
     "password_change": PAGE, "password_change_done": PAGE, "home": PAGE, "tenant_switch": PAGE,
@@ -53,7 +54,7 @@ ACCESS = {
     "api:usage": API, "api:invoices": API, "api:invoice": API, "api:rest": NOT_FOUND,
     "proxy:chat-completions": PROXY, "proxy:messages": PROXY, "proxy:models": PROXY, "proxy:rest": NOT_FOUND,
 }
-ROLES_BELOW = {TENANT_ADMIN, STAFF, FINANCE}  # pages a plain member must be refused
+ROLES_BELOW = {TENANT_ADMIN, STAFF, FINANCE, METRICS}  # pages a plain member must be refused
 
 
 def _routes():
@@ -136,6 +137,8 @@ def test_anonymous_callers_are_sent_to_log_in_or_refused(client, world, name, ro
         assert response.status_code in (401, 403, 404) or _is_login_redirect(response), response.status_code
     elif access in (API, PROXY):
         assert response.status_code in (401, 403), response.status_code
+    elif access == METRICS:
+        assert response.status_code == 403, response.status_code
     else:
         assert _is_login_redirect(response), (response.status_code, response.get("Location"))
 
