@@ -49,7 +49,7 @@ def test_the_routing_mix_bar_is_drawn_without_inline_styles():
     assert 'x="50.00%" width="25.00%"' in html
 
 
-def _pages(alice, staff):
+def _pages(alice, staff, tenant):
     """(client, path) for one page of each kind: anonymous forms, the tenant's pages, staff's, admin, API docs."""
     anonymous, member, admin_user = Client(), Client(), Client()
     member.force_login(alice)
@@ -60,6 +60,8 @@ def _pages(alice, staff):
         (member, "/"), (member, "/chat/"), (member, "/usage/"), (member, "/invoices/"), (member, "/team/"),
         (member, "/api-keys/"), (member, "/settings/"),
         (admin_user, "/staff/"), (admin_user, "/finance/"), (admin_user, "/admin/"),
+        (admin_user, "/admin/tenants/tenant/"), (admin_user, f"/admin/tenants/tenant/{tenant.pk}/change/"),
+        (admin_user, "/admin/tenants/user/add/"),
     ]
 
 
@@ -71,8 +73,8 @@ def staff(db):
 
 
 @pytest.mark.django_db
-def test_every_kind_of_page_sends_a_strict_policy_and_no_inline_code(alice, staff):
-    for client, path in _pages(alice, staff):
+def test_every_kind_of_page_sends_a_strict_policy_and_no_inline_code(alice, staff, acme):
+    for client, path in _pages(alice, staff, acme):
         response = client.get(path, follow=True)
         assert response.status_code in (200, 404), (path, response.status_code)
         directives = policy(response)
