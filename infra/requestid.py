@@ -7,11 +7,11 @@ id. On `/v1/` the id is always made here: the proxy's usage rows are keyed by it
 never choose it (two calls sent with one id would be billed once); the client's value is still logged, as
 `client_request_id`.
 
-The id lives in a contextvar, so it follows the request into Django's sync views (asgiref copies the context to
-the thread) and into tasks the request's coroutine starts. A Celery task gets its task id as request id: the
-`task_prerun` / `task_postrun` receivers below set it in the task's thread, and the chat worker's turn loop
-(conversations/turns.py) inherits it when the thread hands the stream over (`call_soon_threadsafe` copies the
-caller's context).
+The ids live in a contextvar (`begin` / `end`), so they follow the request into Django's sync views (asgiref
+copies the context to the thread) and into tasks the request's coroutine starts. A Celery task gets its task id
+as request id: the `task_prerun` / `task_postrun` receivers below set it in the task's thread, and the chat
+worker's turn loop (conversations/turns.py) inherits it when the thread hands the stream over
+(`run_coroutine_threadsafe` copies the caller's context).
 
 `RequestIdFilter` puts `request_id` (and `client_request_id`, `task_id`) on every record that reaches a
 handler it is attached to (settings.LOGGING attaches it to the console handler). The receivers are connected
@@ -27,10 +27,19 @@ import re
 
 from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
-REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("kiwiclaw_request_id", default=None)
-CLIENT_REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("kiwiclaw_client_request_id",
-                                                                                default=None)
-TASK_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("kiwiclaw_task_id", default=None)
+
+class Ids:
+    """The ids of one request or task. A contextvar holds this object rather than the strings, so `end` can empty
+    it: a long-lived task that a request happened to start (the SSE hub's reader, a connection's reader) inherits
+    the request's context, and must not go on logging that request's id after it ended."""
+
+    __slots__ = ("request_id", "client_request_id", "task_id")
+
+    def __init__(self, request_id: str | None, client_request_id: str | None = None, task_id: str | None = None):
+        self.request_id, self.client_request_id, self.task_id = request_id, client_request_id, task_id
+
+
+_CURRENT: contextvars.ContextVar[Ids | None] = contextvars.ContextVar("kiwiclaw_request_ids", default=None)
 
 _IDS = ("request_id", "client_request_id", "task_id")
 NONE = "-"  # what a plain log line shows outside any request or task
@@ -51,7 +60,20 @@ def is_well_formed(value: str) -> bool:
 
 def current() -> str | None:
     """The id of the request or task this code runs for, or None outside of one."""
-    return REQUEST_ID.get()
+    ids = _CURRENT.get()
+    return ids.request_id if ids is not None else None
+
+
+def begin(request_id: str, *, client_request_id: str | None = None, task_id: str | None = None):
+    """Enter a request or task: its ids are the current ones until `end(token)` (in the same context)."""
+    return _CURRENT.set(Ids(request_id, client_request_id, task_id))
+
+
+def end(token) -> None:
+    ids = _CURRENT.get()
+    if ids is not None:
+        ids.request_id = ids.client_request_id = ids.task_id = None
+    _CURRENT.reset(token)
 
 
 def from_scope(scope) -> tuple[str, str | None]:
@@ -72,9 +94,13 @@ class RequestIdFilter(logging.Filter):
     JSON and the plain formatter can name them."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = REQUEST_ID.get() or NONE
-        record.client_request_id = CLIENT_REQUEST_ID.get() or NONE
-        record.task_id = TASK_ID.get() or NONE
+        ids = _CURRENT.get()
+        if ids is None:
+            record.request_id = record.client_request_id = record.task_id = NONE
+        else:
+            record.request_id = ids.request_id or NONE
+            record.client_request_id = ids.client_request_id or NONE
+            record.task_id = ids.task_id or NONE
         return True
 
 
@@ -95,13 +121,19 @@ def _connect_celery_signals() -> None:
     except ImportError:  # pragma: no cover - celery is a dependency
         return
 
-    def on_prerun(task_id=None, **kwargs):
-        REQUEST_ID.set(task_id)
-        TASK_ID.set(task_id)
+    tokens: dict[str, contextvars.Token] = {}  # by task id; prerun and postrun run in the task's thread
 
-    def on_postrun(**kwargs):
-        REQUEST_ID.set(None)
-        TASK_ID.set(None)
+    def on_prerun(task_id=None, **kwargs):
+        if task_id:
+            tokens[task_id] = begin(task_id, task_id=task_id)
+
+    def on_postrun(task_id=None, **kwargs):
+        token = tokens.pop(task_id, None)
+        if token is not None:
+            try:
+                end(token)
+            except ValueError:  # not the context it was set in: leave it, the thread's next task replaces it
+                pass
 
     signals.task_prerun.connect(on_prerun, weak=False, dispatch_uid="kiwiclaw-requestid-prerun")
     signals.task_postrun.connect(on_postrun, weak=False, dispatch_uid="kiwiclaw-requestid-postrun")

@@ -25,7 +25,7 @@ async def application(scope, receive, send):
     if scope["type"] != "http":
         return await dispatch(scope, receive, send)
     request_id, sent = requestid.from_scope(scope)
-    ids = requestid.REQUEST_ID.set(request_id), requestid.CLIENT_REQUEST_ID.set(sent)
+    ids = requestid.begin(request_id, client_request_id=sent)
     header = (requestid.HEADER, request_id.encode("latin-1"))
     proxied = scope["path"].startswith("/v1/")
     status = 0
@@ -52,8 +52,7 @@ async def application(scope, receive, send):
         # status 0: the client left before an answer started.
         metrics.observe(path=scope["path"], method=scope["method"], status=status,
                         seconds=time.perf_counter() - started)
-        requestid.REQUEST_ID.reset(ids[0])
-        requestid.CLIENT_REQUEST_ID.reset(ids[1])
+        requestid.end(ids)
 
 
 async def dispatch(scope, receive, send):

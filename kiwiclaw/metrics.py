@@ -36,10 +36,15 @@ import hmac
 import logging
 import os
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from datetime import time as dt_time
-from contextlib import contextmanager
 from functools import lru_cache
+
+# prometheus-client turns multiprocess mode on when the variable merely exists, and an empty one would put its
+# files in the working directory: empty means unset. (Before the import below, which reads it once.)
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == "":
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 from django.conf import settings
 from django.core.cache import cache

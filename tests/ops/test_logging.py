@@ -97,6 +97,38 @@ def test_v1_never_takes_its_request_id_from_the_client(web):
     assert len(ids) == 1 and ids[0] != sent and HEX_ID.fullmatch(ids[0])
 
 
+def test_a_task_a_request_started_stops_carrying_its_id_when_the_request_ends():
+    """A long-lived task started during a request (the SSE hub's reader) inherits the request's context; once the
+    request has ended its log lines must not name that request."""
+    import asyncio
+    import logging
+
+    from infra import requestid
+
+    def logged_id() -> str:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", None, None)
+        requestid.RequestIdFilter().filter(record)
+        return record.request_id
+
+    async def main():
+        release, seen = asyncio.Event(), []
+
+        async def long_lived():
+            seen.append(logged_id())
+            await release.wait()
+            seen.append(logged_id())
+
+        token = requestid.begin("req-0123456789")
+        task = asyncio.get_running_loop().create_task(long_lived())
+        await asyncio.sleep(0)
+        requestid.end(token)
+        release.set()
+        await task
+        return seen, logged_id()
+
+    assert asyncio.run(main()) == (["req-0123456789", "-"], "-")
+
+
 def test_is_well_formed():
     from infra import requestid
 
