@@ -69,7 +69,6 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "tenants.context_processors.tenancy",
-                "django.template.context_processors.csp",
             ],
         },
     },
@@ -79,13 +78,23 @@ WSGI_APPLICATION = "kiwiclaw.wsgi.application"
 ASGI_APPLICATION = "kiwiclaw.asgi.application"
 
 # --- Database: PostgreSQL only, through Django's psycopg 3 connection pool. ---
+from infra.db import check_connection  # noqa: E402 - imports psycopg_pool only, no Django
+
+# infra.db is Django's PostgreSQL backend that survives Postgres going away (a restart, a failover): a broken
+# connection is replaced and a lost read retried once, in every thread (infra/db/__init__.py).
 DATABASES = {"default": env.db_url("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/kiwiclaw")}
-DATABASES["default"]["ENGINE"] = "django.db.backends.postgresql"
+DATABASES["default"]["ENGINE"] = "infra.db"
 DATABASES["default"].setdefault("OPTIONS", {})
 DATABASES["default"]["OPTIONS"]["pool"] = {
     "min_size": env.int("DB_POOL_MIN_SIZE", default=1),
     "max_size": env.int("DB_POOL_MAX_SIZE", default=10),
     "timeout": env.float("DB_POOL_TIMEOUT", default=10.0),
+    # Each checkout is checked (psycopg_pool's empty query); a dead one has the other idle ones checked too.
+    "check": check_connection,
+    # psycopg_pool retries a failed connect with a doubling back-off until this timeout, then gives the slot up;
+    # the next checkout starts a fresh attempt at once. Short, so a pool that tried while Postgres was down
+    # does not sleep through its return (the default, 300 s, let back-offs reach minutes).
+    "reconnect_timeout": env.float("DB_POOL_RECONNECT_TIMEOUT", default=2.0),
 }
 # The pool owns connection lifetime; persistent connections must stay off with it.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
