@@ -164,7 +164,8 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 # Content-Security-Policy on every Django response: scripts, styles, fonts and images from our own origin only,
 # no inline code at all (no <script>/<style> blocks, style="" or on* attributes; htmx is told not to inject its
-# indicator styles nor to eval, templates/base.html), no plugins, not framed. Django's own middleware.
+# indicator styles nor to eval, templates/base.html), no plugins, not framed. Django's own middleware. No nonce:
+# nothing inline needs one (tests/ops/test_csp.py keeps it so).
 SECURE_CSP = {
     "default-src": [CSP.SELF],
     "script-src": [CSP.SELF],
