@@ -5,7 +5,9 @@
 
 Each client owns one connection pool, bounded by REDIS_MAX_CONNECTIONS (a caller past it waits for a free
 connection, up to REDIS_TIMEOUT), with REDIS_TIMEOUT for connecting and for each reply, so a burst of requests
-reuses connections instead of opening one each. Replies are decoded to `str`. A forked child builds its own
+reuses connections instead of opening one each. Replies are decoded to `str`. After a Redis restart the
+clients reconnect on their own: a command that meets a dead connection is sent again on a new one (redis-py's
+Retry, on ConnectionError only), and a connection idle longer than REDIS_HEALTH_CHECK_INTERVAL is PINGed first. A forked child builds its own
 clients on first use. Every connection names itself `kiwiclaw:<pid>` (CLIENT LIST shows whose it is).
 
 Never build a Redis client elsewhere: that is a new pool, and a TCP connect, per call.
@@ -30,7 +32,11 @@ import redis
 import redis.asyncio as aredis
 from django.conf import settings
 from django.core.signals import setting_changed
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import EqualJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError
+from redis.retry import Retry
 
 from .loops import PerLoop
 
@@ -38,7 +44,21 @@ _sync_client: redis.Redis | None = None
 _sync_lock = threading.Lock()
 
 
-def _options() -> dict:
+# After a Redis restart every pooled connection is a dead socket. redis-py finds most of them at checkout (a
+# socket the server closed reads EOF) and reconnects; a command already in flight when the server went away (a
+# blocked XREAD, a script) fails with ConnectionError instead. The retry below sends such a command again on a
+# new connection, with back-off across a short outage: waits of about 0.1, 0.2, 0.4, 0.8, 1 and 1 s (half of each
+# jittered), so a restart of a second or two is bridged and a Redis that stays down fails a caller after 2-3.5 s.
+# Only ConnectionError is retried: a TimeoutError may mean the server ran the command and the reply was slow.
+# Nothing is added to a healthy command's path.
+RETRIES = 6
+
+
+def _retry(retry_class):
+    return retry_class(EqualJitterBackoff(cap=1.0, base=0.05), RETRIES, supported_errors=(RedisConnectionError,))
+
+
+def _options(retry_class) -> dict:
     return {
         "decode_responses": True,
         "max_connections": settings.REDIS_MAX_CONNECTIONS,
@@ -46,6 +66,10 @@ def _options() -> dict:
         "socket_timeout": settings.REDIS_TIMEOUT,
         "socket_connect_timeout": settings.REDIS_TIMEOUT,
         "client_name": f"kiwiclaw:{os.getpid()}",
+        "retry": _retry(retry_class),
+        # A connection idle this long is PINGed before its next command (never a busy one: each reply moves
+        # the check on), so a socket a restart or a firewall cut is found before a command is sent on it.
+        "health_check_interval": settings.REDIS_HEALTH_CHECK_INTERVAL,
     }
 
 
@@ -56,14 +80,14 @@ def redis_sync() -> redis.Redis:
     if client is None:
         with _sync_lock:
             if _sync_client is None:
-                pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **_options())
+                pool = redis.BlockingConnectionPool.from_url(settings.REDIS_URL, **_options(Retry))
                 _sync_client = redis.Redis(connection_pool=pool)
             client = _sync_client
     return client
 
 
 def _new_async_client() -> aredis.Redis:
-    pool = aredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **_options())
+    pool = aredis.BlockingConnectionPool.from_url(settings.REDIS_URL, **_options(AsyncRetry))
     return aredis.Redis(connection_pool=pool)
 
 

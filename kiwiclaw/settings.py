@@ -108,6 +108,8 @@ REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # the connections each one opens at most (a caller past it waits up to the timeout for a free one).
 REDIS_TIMEOUT = env.float("REDIS_TIMEOUT", default=5.0)
 REDIS_MAX_CONNECTIONS = env.int("REDIS_MAX_CONNECTIONS", default=256)
+# A pooled connection idle longer than this (seconds) is PINGed before it is used again (infra/redis.py).
+REDIS_HEALTH_CHECK_INTERVAL = env.int("REDIS_HEALTH_CHECK_INTERVAL", default=30)
 
 CACHES = {
     "default": {
