@@ -21,6 +21,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from billing.budget import BudgetExceeded
+from infra import requestid
 from routing import metering
 from routing.catalog import catalog_cached, catalog_get
 from routing.types import FINISH_ERROR
@@ -55,7 +56,9 @@ def max_body_bytes() -> int:
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """The request's id (infra.requestid: kiwiclaw/asgi.py always makes a fresh one for /v1, never the client's),
+    so its log lines, its `x-request-id` header and its usage row's key agree; a new one outside a request."""
+    return requestid.current() or uuid.uuid4().hex
 
 
 def error_response(error: ProxyError, protocol: str, request_id: str) -> ProxyResponse:

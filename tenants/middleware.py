@@ -17,7 +17,7 @@ from .selectors import membership_get_for_user, membership_list_for_user
 
 SESSION_KEY = "tenant_id"
 # Paths a member of a suspended tenant may still use.
-SUSPENDED_ALLOWED_PREFIXES = ("/logout", "/tenants/switch", "/static/", "/healthz", "/admin/", "/staff/",
+SUSPENDED_ALLOWED_PREFIXES = ("/logout", "/tenants/switch", "/static/", "/healthz", "/metrics", "/admin/", "/staff/",
                               "/finance/", "/password/", "/invite/")
 UNTOUCHED_PREFIXES = ("/v1/",)
 

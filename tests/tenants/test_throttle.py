@@ -155,3 +155,10 @@ def test_the_limit_holds_across_processes_and_under_concurrent_attempts(two_serv
     assert sorted(answers) == [200] * 5 + [429] * 19
     assert _post_login(urls[0], "alice@acme.test", DEMO_PASSWORD).status_code == 429
     assert _post_login(urls[1], "alice@acme.test", DEMO_PASSWORD).status_code == 429
+
+
+def test_the_admin_signs_in_through_the_throttled_login(client):
+    # Django admin's own login form has no throttle; its URL leads to the site's login, keeping where to go next.
+    response = client.get("/admin/login/?next=/admin/")
+    assert response.status_code == 302
+    assert response["Location"] == "/login/?next=/admin/"
