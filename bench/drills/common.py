@@ -564,6 +564,11 @@ def tally(fixture: Fixture, load_outcomes: list[Outcome], *, settle: float = 5.0
     # work, not a double charge; a double charge would be two rows for one answer.
     api_rows_without_answer = sum(1 for k in keys if k.startswith("api:") and k not in api_keys)
     unfinished = turns.get("queued", 0) + turns.get("streaming", 0)
+    ended_ids = {f"chat:{r[0]}" for r in _pg("SELECT id FROM conversations_message WHERE tenant_id = %s AND "
+                                             "role = 'assistant' AND status IN ('failed', 'cancelled')",
+                                             [fixture.tenant_id])}
+    estimated = _pg("SELECT count(*) FROM billing_usagerecord WHERE tenant_id = %s AND output_estimated",
+                    [fixture.tenant_id])[0][0]
     failures: dict[str, int] = {}
     for o in load_outcomes:
         if o.outcome != "ok":
@@ -576,6 +581,8 @@ def tally(fixture: Fixture, load_outcomes: list[Outcome], *, settle: float = 5.0
         "  of which unbilled": unbilled,
         "double charges": double,
         "/v1 rows without a complete answer (cut short, billed)": api_rows_without_answer,
+        "failed or stopped turns billed (what they generated)": sum(1 for k in keys if k in ended_ids),
+        "usage rows with an estimated output count": estimated,
         "turns by state": turns,
         "turns done": turns.get("done", 0),
         "turns unfinished": unfinished,
