@@ -15,8 +15,18 @@ double charges, turns done and unfinished, seconds until service was back.
 import threading
 import time
 
-from common import Backing, Load, Stack, arg_parser, log, make_fixture, print_figures, tally, wait_back, \
-    wait_turns_finished
+from common import (
+    Backing,
+    Load,
+    Stack,
+    arg_parser,
+    log,
+    make_fixture,
+    print_figures,
+    tally,
+    wait_back,
+    wait_turns_finished,
+)
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ def drop_connections() -> int:
 
 
 @integration
-def test_worker_runs_the_next_turn_after_postgres_dropped_its_connections(worker_process, alice_chat, alice):
+def test_worker_runs_the_next_turn_after_postgres_dropped_its_connections(worker_process, alice_chat, alice):  # noqa: F811
     worker_process()
     first = services.message_send(conversation=alice_chat, author=alice, text="hello")
     assert wait_finished(first.pk).status == "done"
