@@ -52,11 +52,14 @@ HEADERS = [
 ]
 
 # KEYS: the session's cache key, the tenant's suspension flag, the user's left-the-tenant flag, the user's
-# sessions-ended flag; ARGV: when the token was made. Returns "" when the stream may open, else why not.
+# sessions-ended flag, since when the flags are whole; ARGV: when the token was made. Returns "" when the
+# stream may open, else why not.
 _REFUSAL = Script("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'session ended' end
 if redis.call('EXISTS', KEYS[2]) == 1 then return 'tenant suspended' end
 local made = tonumber(ARGV[1])
+local ready = tonumber(redis.call('GET', KEYS[5]))
+if not ready or made < ready then return 'access flags reloaded since the token was made' end
 local left = tonumber(redis.call('GET', KEYS[3]))
 if left and left >= made then return 'left the tenant' end
 local ended = tonumber(redis.call('GET', KEYS[4]))
@@ -68,7 +71,8 @@ return ''
 async def refusal(*, session_key: str, tenant_id: int, user_id: int, made: int) -> str:
     """Why a valid token must not open a stream on the fast path ("" when it may)."""
     keys = [revocation.session_cache_key(session_key), revocation.SUSPENDED_KEY.format(tenant_id),
-            revocation.LEFT_KEY.format(tenant_id, user_id), revocation.USER_KEY.format(user_id)]
+            revocation.LEFT_KEY.format(tenant_id, user_id), revocation.USER_KEY.format(user_id),
+            revocation.READY_KEY]
     try:
         return await _REFUSAL.arun(keys, [made])
     except Exception as exc:  # Redis unreachable: Django's view decides

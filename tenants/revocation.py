@@ -14,6 +14,11 @@ from the session and the database: a flag can only send a stream the slow way, n
 that end access are written before the change commits (a Redis error then rolls the change back), and the one
 that restores it (reactivation) after. The timed flags outlive every token (`FLAG_TTL_SECONDS` > the stream
 token's `CHAT_STREAM_TOKEN_MAX_AGE`, 6 h).
+
+Redis may lose the flags (a restart without persistence, a flush). `kc:access:ready` says since when they are
+whole: without it the fast path refuses every stream, and it refuses tokens made before it, since a lost
+left-the-tenant or password flag cannot be rebuilt from the database. Those go through Django's view, which
+checks the database and calls `access_flags_ensure` to write the suspensions again and set the mark.
 """
 
 import functools
@@ -29,6 +34,7 @@ from infra.redis import redis_sync
 SUSPENDED_KEY = "kc:access:suspended:{}"
 LEFT_KEY = "kc:access:left:{}:{}"
 USER_KEY = "kc:access:user:{}"
+READY_KEY = "kc:access:ready"
 FLAG_TTL_SECONDS = 7 * 24 * 3600
 
 
@@ -62,3 +68,20 @@ def access_member_left(*, tenant_id: int, user_id: int) -> None:
 def access_user_sessions_ended(*, user_id: int) -> None:
     """The user's password changed: streams opened from sessions older than now go through Django."""
     redis_sync().set(USER_KEY.format(user_id), int(time.time()), ex=FLAG_TTL_SECONDS)
+
+
+def access_flags_ensure() -> bool:
+    """Rebuild what the database can tell (the suspended tenants' flags) if Redis has lost the flags, then mark
+    them whole from now. One EXISTS when nothing was lost; True when it rebuilt."""
+    client = redis_sync()
+    if client.exists(READY_KEY):
+        return False
+    from .models import Tenant
+
+    now = int(time.time())
+    pipe = client.pipeline(transaction=False)
+    for tenant_id in Tenant.objects.filter(status=Tenant.STATUS_SUSPENDED).values_list("pk", flat=True):
+        pipe.set(SUSPENDED_KEY.format(tenant_id), now)
+    pipe.set(READY_KEY, now, nx=True)
+    pipe.execute()
+    return True

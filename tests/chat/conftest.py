@@ -45,6 +45,7 @@ def chat_settings(settings):
 def chat_redis(db):
     """The chat's Redis keys cleared around a test. Only `kc:*`: the Celery broker shares this Redis db."""
     from conversations.streams import sync_redis
+    from tenants import revocation
 
     client = sync_redis()
 
@@ -54,6 +55,8 @@ def chat_redis(db):
             client.delete(*keys)
 
     clear()
+    # A deployment's access flags are whole (tenants/revocation.py): rebuilt, as the first slow-path stream would.
+    revocation.access_flags_ensure()
     yield client
     clear()
 

@@ -108,3 +108,35 @@ def test_a_token_made_after_the_change_uses_the_fast_path_again(alice, carol, ac
     _finish(answer, chat_redis, ["welcome ", "back"])
     response = _get(url, _cookies(client))
     assert _streamed(response) and _fast(response)
+
+
+def test_after_redis_loses_the_flags_old_tokens_go_through_django(alice, alice_chat, acme, chat_settings,
+                                                                    chat_redis):
+    """A Redis restart without persistence loses the suspension flag; an old token must not stream because of it."""
+    from tenants.revocation import READY_KEY, SUSPENDED_KEY, access_flags_ensure
+
+    client = _login(alice)
+    answer, url = _send(client, alice_chat)
+    _finish(answer, chat_redis, ["before ", "the restart"])
+    tenant_set_status(tenant=acme, status="suspended", actor=alice)
+    chat_redis.delete(SUSPENDED_KEY.format(acme.pk), READY_KEY)  # what a restart without persistence does
+
+    response = _get(url, _cookies(client))
+    assert response.status_code == 403 and not _streamed(response)
+    assert access_flags_ensure() is True  # what the next stream served by Django does
+    assert chat_redis.exists(SUSPENDED_KEY.format(acme.pk))
+    assert _get(url, _cookies(client)).status_code == 403
+
+
+def test_django_rebuilds_the_lost_flags_and_serves_the_stream_meanwhile(alice, alice_chat, chat_settings,
+                                                                         chat_redis):
+    from tenants.revocation import READY_KEY
+
+    client = _login(alice)
+    answer, url = _send(client, alice_chat)
+    _finish(answer, chat_redis, ["served ", "slowly"])
+    chat_redis.delete(READY_KEY)
+
+    response = _get(url, _cookies(client))
+    assert response.status_code == 200 and "served slowly" in response.text and not _fast(response)
+    assert chat_redis.exists(READY_KEY)
