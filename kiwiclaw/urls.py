@@ -1,15 +1,16 @@
 from django.contrib import admin
 from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
-from django.views.generic import RedirectView
+
+from tenants.views import auth
 
 from . import health, metrics
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("metrics", metrics.metrics_view, name="metrics"),
-    # The admin signs in through the site's login, which is throttled (tenants/throttle.py); admin's own form is not.
-    path("admin/login/", RedirectView.as_view(pattern_name="login", query_string=True), name="admin-login"),
+    # Ahead of admin's own login view, which has no throttle (tenants/throttle.py).
+    path("admin/login/", auth.AdminLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("v1/", include("proxy.urls")),
     path("api/", include("kiwiclaw.api_urls")),

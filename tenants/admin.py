@@ -11,6 +11,7 @@ from django.db.models import Count
 from django.forms.models import model_to_dict
 
 from .models import TIER_MAX, ApiKey, AuditEvent, Invite, Membership, Plan, Tenant, User
+from .revocation import access_user_sessions_ended
 from .services import (
     api_key_revoke,
     audit_record,
@@ -50,6 +51,13 @@ class UserAdmin(BaseUserAdmin):
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
+
+    @transaction.atomic
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_active" in form.changed_data and not obj.is_active:
+            # A deactivated user's open stream links stop on the fast path too (tenants/revocation.py).
+            access_user_sessions_ended(user_id=obj.pk)
 
 
 PLAN_AUDITED_FIELDS = ["name", "allowed_tiers", "api_models_allowed", "monthly_fee", "included_credit",

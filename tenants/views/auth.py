@@ -5,7 +5,8 @@ when DEBUG is on. Logging in and asking for a reset are throttled per account an
 import logging
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import PasswordResetForm
@@ -45,6 +46,27 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         self.attempt.forgive()
         return super().form_valid(form)
+
+
+class AdminLoginView(LoginView):
+    """The admin's own sign-in form (`/admin/login/`), throttled like the site's: Django's admin login is not."""
+
+    authentication_form = AdminAuthenticationForm
+    template_name = "admin/login.html"
+    redirect_authenticated_user = False  # a signed-in member who is not staff sees admin's "not authorized"
+
+    def get(self, request, *args, **kwargs):
+        if admin.site.has_permission(request):
+            return redirect("admin:index")
+        return super().get(request, *args, **kwargs)
+
+    def get_redirect_url(self):
+        return super().get_redirect_url() or reverse("admin:index")
+
+    def get_context_data(self, **kwargs):
+        return {**admin.site.each_context(self.request), **super().get_context_data(**kwargs), "title": "Log in",
+                "subtitle": None, "app_path": self.request.get_full_path(),
+                "username": self.request.user.get_username()}
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):

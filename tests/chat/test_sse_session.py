@@ -140,3 +140,24 @@ def test_django_rebuilds_the_lost_flags_and_serves_the_stream_meanwhile(alice, a
     response = _get(url, _cookies(client))
     assert response.status_code == 200 and "served slowly" in response.text and not _fast(response)
     assert chat_redis.exists(READY_KEY)
+
+
+def test_a_user_deactivated_in_the_admin_gets_no_stream(alice, alice_chat, chat_settings, chat_redis):
+    from tests.factories import UserFactory
+
+    platform_admin = UserFactory(email="admin@kiwiclaw.test", is_staff=True, is_superuser=True)
+    client = _login(alice)
+    answer, url = _send(client, alice_chat)
+    _finish(answer, chat_redis, ["for ", "alice"])
+    staff = Client()
+    staff.force_login(platform_admin)
+    joined = alice.date_joined
+    saved = staff.post(f"/admin/tenants/user/{alice.pk}/change/", {
+        "email": alice.email, "name": alice.name, "date_joined_0": joined.strftime("%Y-%m-%d"),
+        "date_joined_1": joined.strftime("%H:%M:%S"), "_save": "Save"})  # is_active unticked
+    assert saved.status_code == 302
+    alice.refresh_from_db()
+    assert not alice.is_active
+
+    response = _get(url, _cookies(client))
+    assert not _streamed(response)

@@ -157,8 +157,20 @@ def test_the_limit_holds_across_processes_and_under_concurrent_attempts(two_serv
     assert _post_login(urls[1], "alice@acme.test", DEMO_PASSWORD).status_code == 429
 
 
-def test_the_admin_signs_in_through_the_throttled_login(client):
-    # Django admin's own login form has no throttle; its URL leads to the site's login, keeping where to go next.
-    response = client.get("/admin/login/?next=/admin/")
-    assert response.status_code == 302
-    assert response["Location"] == "/login/?next=/admin/"
+def test_the_admin_login_form_is_throttled_too(platform_admin):
+    client = Client(REMOTE_ADDR=ADDRESS)
+    page = client.get("/admin/login/?next=/admin/")
+    assert page.status_code == 200 and b'name="password"' in page.content
+    answers = [client.post("/admin/login/?next=/admin/", {"username": platform_admin.email, "password": f"x{i}"}
+                           ).status_code for i in range(7)]
+    assert answers == [200] * 5 + [429] * 2
+    refused = client.post("/admin/login/?next=/admin/", {"username": platform_admin.email, "password": DEMO_PASSWORD})
+    assert refused.status_code == 429
+
+
+def test_the_admin_login_signs_staff_in(platform_admin):
+    client = Client(REMOTE_ADDR=ADDRESS)
+    response = client.post("/admin/login/?next=/admin/", {"username": platform_admin.email,
+                                                           "password": DEMO_PASSWORD})
+    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert client.get("/admin/").status_code == 200
