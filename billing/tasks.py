@@ -36,7 +36,7 @@ def reconcile_budgets() -> int:
     return budget.budget_reconcile_all_tenants()
 
 
-@shared_task(name="billing.drain_outbox", ignore_result=True)
+@shared_task(name="billing.drain_outbox", ignore_result=True, acks_late=False)
 def drain_outbox() -> dict:
     """Apply the outbox's waiting entries (usage rows and chat turn ends the database could not take when their
     answers ended). Idempotent: every entry is keyed by its usage key (see billing/outbox.py)."""
