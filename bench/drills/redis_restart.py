@@ -21,9 +21,11 @@ row (the ledger is in Postgres; the budget counters are re-seeded from it), and 
 
 from __future__ import annotations
 
+import shutil
 import time
 
 from common import (
+    ROOT,
     Backing,
     Load,
     Stack,
@@ -55,6 +57,8 @@ def main() -> int:
         log(f"backing: {'embedded' if args.embedded else 'the machine'}'s Postgres and Redis "
             f"({backing.database_url}, {backing.redis_url})")
         backing.reset()
+        # The outbox's spool of an earlier run names a database that was just dropped and created again.
+        shutil.rmtree(ROOT / "var" / "outbox" / args.database, ignore_errors=True)
         stack.start_all(tokens=args.tokens, delay_ms=args.delay_ms)
         fixture = make_fixture(stack)
         log(f"stack up at {stack.web.url}; answers of {args.tokens} tokens at {args.delay_ms} ms apart "
