@@ -18,7 +18,8 @@ next user of that connection; tests/infra/test_cancellation.py holds us to it.
 
 `Script(source)`: a Lua script run by SHA (EVALSHA); when the server does not know it yet (restarted,
 flushed), EVAL sends the source once, which also caches it there. `script.run(keys, args)` on the sync
-client, `await script.arun(keys, args)` on the loop's async client.
+client, `await script.arun(keys, args)` on the loop's async client, and `await arun_scripts(...)` for several
+independent scripts in one round trip (a pipeline without MULTI).
 """
 
 from __future__ import annotations
@@ -148,3 +149,21 @@ class Script:
             return await client.evalsha(self.sha, len(keys), *keys, *args)
         except NoScriptError:
             return await client.eval(self.source, len(keys), *keys, *args)
+
+
+async def arun_scripts(*calls: tuple[Script, Sequence, Sequence]) -> list:
+    """Run independent scripts, `(script, keys, args)` each, in one round trip on the loop's async client (a
+    pipeline, not a transaction: each is atomic, the group is not). Returns each one's reply, as `arun` would;
+    a script the server does not know yet is run again on its own (EVALSHA did not run it), and any other
+    error is raised after the replies are in."""
+    pipe = redis_async().pipeline(transaction=False)
+    for script, keys, args in calls:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    replies = await pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, NoScriptError):
+            script, keys, args = calls[i]
+            replies[i] = await script.arun(keys, args)
+        elif isinstance(reply, Exception):
+            raise reply
+    return replies

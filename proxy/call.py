@@ -119,8 +119,10 @@ class Call:
     """One routed call, run in its own task. Puts ("delta", text), ("facts", facts, ""), ("done", result,
     billed, unsent) or ("error", ProxyError) into `queue`; after "done" it writes the usage row."""
 
-    def __init__(self, *, identity: KeyIdentity, call: ParsedCall, request_id: str, estimate: int):
+    def __init__(self, *, identity: KeyIdentity, call: ParsedCall, request_id: str, estimate: int,
+                 health: dict | None = None):
         self.identity = identity
+        self.health = health  # the breaker states read at admission, or None (the core reads them)
         self.call = call
         self.request_id = request_id
         self.estimate = estimate
@@ -177,7 +179,7 @@ class Call:
         try:
             result = await route_complete(tenant=self.identity.tenant, tier=self.call.tier or "auto",
                                           request=self.call.request, model=self.call.endpoint,
-                                          should_stop=self.should_stop)
+                                          should_stop=self.should_stop, health=self.health)
         except RoutingError as exc:
             await self._fail(routing_error(exc))
             return
@@ -197,7 +199,7 @@ class Call:
         try:
             async for event in route_stream(tenant=self.identity.tenant, tier=self.call.tier or "auto",
                                             request=self.call.request, model=self.call.endpoint,
-                                            should_stop=self.should_stop):
+                                            should_stop=self.should_stop, health=self.health):
                 if isinstance(event, TextDelta):  # always after Routed: the facts have gone out
                     self.started = True
                     await self.queue.put(("delta", event.text))

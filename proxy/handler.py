@@ -22,7 +22,9 @@ from django.conf import settings
 
 from billing.budget import BudgetExceeded
 from infra import requestid
+from infra.redis import arun_scripts
 from routing import metering
+from routing.breaker import breaker_states_call, breaker_states_parse
 from routing.catalog import catalog_cached, catalog_get
 from routing.types import FINISH_ERROR
 
@@ -31,7 +33,7 @@ from .auth import KeyIdentity, aauthenticate_key
 from .call import Call, route_facts, usage_key
 from .errors import ANTHROPIC, OPENAI, ProxyError, error_body, error_headers, error_payload
 from .parsing import ParsedCall, parse_anthropic, parse_openai
-from .ratelimit import arate_limit_take
+from .ratelimit import rate_limit_call, rate_limit_decision
 
 logger = logging.getLogger("proxy")
 
@@ -100,14 +102,15 @@ def _check_plan(identity: KeyIdentity, call: ParsedCall) -> None:
 
 
 async def _admit(headers: Mapping[str, str], body: bytes, protocol: str, request_id: str):
-    """Everything before the provider call. Returns (identity, call, estimated tokens) or raises ProxyError."""
+    """Everything before the provider call. Returns (identity, call, estimated tokens, breaker states or None) or
+    raises ProxyError."""
     if len(body) > max_body_bytes():
         raise ProxyError("too_large", f"The request body is over the {max_body_bytes()} byte limit.")
     identity = await authenticate(headers, protocol)
     call = parse_anthropic(body) if protocol == ANTHROPIC else parse_openai(body)
     _check_plan(identity, call)
     estimate = call.estimated_input_tokens()
-    decision = await arate_limit_take(identity, tokens=estimate)
+    decision, health = await _limits_and_health(identity, estimate)
     if decision.revoked:
         raise ProxyError("auth", "Incorrect or revoked API key. Create a key on the API keys page.")
     if not decision.allowed:
@@ -118,7 +121,19 @@ async def _admit(headers: Mapping[str, str], body: bytes, protocol: str, request
                              request=call.request)
     except BudgetExceeded as exc:
         raise ProxyError("quota", exc.message) from None
-    return identity, call, estimate
+    return identity, call, estimate, health
+
+
+async def _limits_and_health(identity: KeyIdentity, estimate: int):
+    """The rate-limit take and the routing core's breaker read, in one Redis round trip: (Decision, health).
+    health is None when the catalog is not in memory (the core reads the breakers itself then)."""
+    catalog = catalog_cached()
+    take = rate_limit_call(identity, tokens=estimate)
+    if catalog is None:
+        return rate_limit_decision(identity, await take[0].arun(take[1], take[2])), None
+    slugs = [slug for slug, endpoint in catalog.endpoints.items() if endpoint.enabled]
+    taken, states = await arun_scripts(take, breaker_states_call(slugs))
+    return rate_limit_decision(identity, taken), breaker_states_parse(slugs, states)
 
 
 async def handle(protocol: str, headers: Mapping[str, str], body: bytes) -> ProxyResponse:
@@ -126,8 +141,8 @@ async def handle(protocol: str, headers: Mapping[str, str], body: bytes) -> Prox
     request_id = new_request_id()
     runner = None
     try:
-        identity, call, estimate = await _admit(headers, body, protocol, request_id)
-        runner = Call(identity=identity, call=call, request_id=request_id, estimate=estimate)
+        identity, call, estimate, health = await _admit(headers, body, protocol, request_id)
+        runner = Call(identity=identity, call=call, request_id=request_id, estimate=estimate, health=health)
         resp = await (_complete(runner, protocol) if not call.stream else _stream(runner, protocol))
     except ProxyError as exc:
         resp = error_response(exc, protocol, request_id)

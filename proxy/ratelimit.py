@@ -98,21 +98,32 @@ def _buckets(identity: KeyIdentity, kind: str) -> list[tuple[str, str, int]]:
     return out
 
 
-async def arate_limit_take(identity: KeyIdentity, *, tokens: int) -> Decision:
-    """Take one request and `tokens` estimated tokens from every bucket of the key and its tenant."""
+def rate_limit_call(identity: KeyIdentity, *, tokens: int) -> tuple[Script, list[str], list]:
+    """Taking one request and `tokens` estimated tokens from every bucket of the key and its tenant, as
+    `(script, keys, args)` for infra.redis.arun_scripts; `rate_limit_decision(identity, reply)` reads the reply."""
     buckets = _buckets(identity, "all")
     keys = [REVOKED_KEY.format(identity.key_id)] + [b[0] for b in buckets]
     args: list = []
     for key, _name, cap in buckets:
         args += [cap, 1 if key.endswith(":rpm") else max(tokens, 0)]
     args.append(BUCKET_TTL_MS)
-    allowed, wait_ms, which = await _TAKE.arun(keys, args)
+    return _TAKE, keys, args
+
+
+def rate_limit_decision(identity: KeyIdentity, reply: list) -> Decision:
+    allowed, wait_ms, which = reply
     if allowed == -1:
         return Decision(allowed=False, revoked=True)
     if allowed == 1:
         return Decision(allowed=True)
     return Decision(allowed=False, retry_after=max(1, math.ceil(int(wait_ms) / 1000)),
-                    limit=buckets[int(which) - 1][1])
+                    limit=_buckets(identity, "all")[int(which) - 1][1])
+
+
+async def arate_limit_take(identity: KeyIdentity, *, tokens: int) -> Decision:
+    """Take one request and `tokens` estimated tokens from every bucket of the key and its tenant."""
+    script, keys, args = rate_limit_call(identity, tokens=tokens)
+    return rate_limit_decision(identity, await script.arun(keys, args))
 
 
 async def arate_limit_settle(identity: KeyIdentity, *, tokens: int) -> None:

@@ -91,6 +91,16 @@ def _parse_states(slugs: list[str], raw: list) -> dict[str, dict]:
     return states
 
 
+def breaker_states_call(slugs: list[str]) -> tuple[Script, list[str], list]:
+    """The state read as `(script, keys, args)`, for a caller that sends it with other scripts in one round trip
+    (infra.redis.arun_scripts); `breaker_states_parse(slugs, reply)` reads the reply."""
+    return _STATES, [_key(s) for s in slugs], []
+
+
+def breaker_states_parse(slugs: list[str], raw: list) -> dict[str, dict]:
+    return _parse_states(slugs, raw)
+
+
 async def breaker_states(slugs: list[str]) -> dict[str, dict]:
     """{slug: {"state", "failures", "retry_in_ms"}} for the given endpoints, in one round trip."""
     if not slugs:

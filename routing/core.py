@@ -127,13 +127,16 @@ async def route_stream(
     request: ChatRequest,
     model: str | None = None,
     should_stop: Callable[[], Awaitable[bool]] | None = None,
+    health: dict[str, dict] | None = None,
 ) -> AsyncIterator:
     """Yield one Routed event (which endpoint answers) just before the first TextDelta, then TextDelta (and
     UsageUpdate) events, then exactly one Done(result).
 
     Before the first text delta, failures raise RoutingError subclasses (RequestInvalid, TierNotAllowed,
     ModelNotAllowed, AllEndpointsFailed, or a terminal ProviderError). `should_stop` is awaited between deltas;
-    when it returns True the upstream call is closed and the result has finish_reason "cancelled".
+    when it returns True the upstream call is closed and the result has finish_reason "cancelled". `health`:
+    the breaker states of the catalog's enabled endpoints, when the caller has just read them
+    (breaker_states_call, sent with its own Redis work in one round trip); read here otherwise.
     """
     validate_request(tier=tier, request=request)
     plan = await _plan_of(tenant)
@@ -145,7 +148,8 @@ async def route_stream(
             and plan.max_to_auto_share is not None and plan.monthly_cap is not None:
         spend = await _month_spend(tenant)
     max_tokens = request_max_tokens(request)
-    health = await breaker_states([slug for slug, e in catalog.endpoints.items() if e.enabled])
+    if health is None:
+        health = await breaker_states([slug for slug, e in catalog.endpoints.items() if e.enabled])
     route_plan = policy_decide(catalog=catalog, tier=tier, plan=plan, spend=spend,
                                prompt_tokens=estimate_prompt_tokens(request), max_tokens=max_tokens,
                                health=health, model=model, smart=smart)
@@ -162,10 +166,12 @@ async def route_complete(
     request: ChatRequest,
     model: str | None = None,
     should_stop: Callable[[], Awaitable[bool]] | None = None,
+    health: dict[str, dict] | None = None,
 ) -> RouteResult:
     """The whole answer as one RouteResult (same errors as route_stream). The upstream call streams when
     request.stream is true and is a plain JSON call otherwise."""
-    stream = route_stream(tenant=tenant, tier=tier, request=request, model=model, should_stop=should_stop)
+    stream = route_stream(tenant=tenant, tier=tier, request=request, model=model, should_stop=should_stop,
+                          health=health)
     try:
         async for event in stream:
             if isinstance(event, Done):

@@ -12,7 +12,7 @@ import redis.asyncio as aredis
 
 from billing.budget import abudget_release, abudget_reserve, budget_release, budget_reserve
 from infra.http import aclose_provider_client, provider_client
-from infra.redis import Script, aclose_redis, redis_async, redis_sync
+from infra.redis import Script, aclose_redis, arun_scripts, redis_async, redis_sync
 from kiwiclaw.health import _check_redis
 from proxy.auth import KeyIdentity
 from proxy.ratelimit import arate_limit_settle, arate_limit_take, mark_revoked
@@ -161,3 +161,22 @@ def test_a_script_runs_by_sha_and_loads_itself_when_the_server_does_not_know_it(
         return value
 
     assert asyncio.run(main()) == ["kc:b", 8]
+
+
+def test_scripts_sent_together_answer_in_order_known_to_the_server_or_not(redis_client):
+    known = Script(f"-- {os.urandom(8).hex()}\nreturn ARGV[1] + 1")
+    known.run([], [0])
+    unknown = Script(f"-- {os.urandom(8).hex()}\nreturn {{KEYS[1], ARGV[1]}}")
+    failing = Script(f"-- {os.urandom(8).hex()}\nreturn redis.error_reply('no such thing')")
+
+    async def main():
+        try:
+            replies = await arun_scripts((known, [], [41]), (unknown, ["kc:x"], ["y"]))
+            with pytest.raises(redis.ResponseError, match="no such thing"):
+                await arun_scripts((known, [], [1]), (failing, [], []))
+            return replies
+        finally:
+            await aclose_redis()
+
+    assert asyncio.run(main()) == [42, ["kc:x", "y"]]
+    assert redis_client.script_exists(unknown.sha) == [True]
