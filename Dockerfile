@@ -20,6 +20,7 @@ COPY . .
 # command below serves at /static/; pages need the manifest to name them with DEBUG off.
 RUN pip install -e . \
  && DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput \
+ && mkdir -p /app/var/outbox \
  && chown -R kiwiclaw:kiwiclaw /app/var
 
 USER kiwiclaw

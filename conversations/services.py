@@ -7,6 +7,7 @@ what happens to the turn after that is `conversations.lifecycle`'s, and a dead w
 (`conversations.sweeper`).
 """
 
+import redis
 from django.db import transaction
 from django.utils import timezone
 
@@ -174,10 +175,13 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
     try:
         metering.hold(tenant=tenant, key=answer.usage_key, tier=answer.tier,
                       request=turn_request(message=answer, history=history))
-    except metering.HOLD_REFUSALS as exc:
+    except (*metering.HOLD_REFUSALS, redis.RedisError) as exc:
         Message.objects.filter(pk__in=[answer.pk] if retry_of else [answer.pk, question.pk]).delete()
         Conversation.objects.filter(pk=conversation.pk).update(title=before[0], updated_at=before[1])
         conversation.title, conversation.updated_at = before
+        if isinstance(exc, redis.RedisError):  # the budget cannot be checked: nothing is sent, nothing is kept
+            raise ChatRefused("The chat is unavailable for a moment, so your message was not sent. "
+                              "Try again in a few seconds.") from exc
         raise ChatRefused(str(exc)) from exc
     transaction.on_commit(lambda: enqueue(answer.pk))  # at once, unless a caller's transaction is open
     return answer

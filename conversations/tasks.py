@@ -1,6 +1,6 @@
 """Celery tasks of the chat. Thin: they take ids and call the turn runner or the sweeper.
 
-The turn's task is acknowledged when it starts, not when it ends (acks_late=False, against the project's
+The turn's task is acknowledged when it starts, not when it ends (acks_late=False, as is the project's
 default). What carries a turn through a dead worker is the database row and the sweeper — a claimed turn without a
 heartbeat is requeued or ended, a queued turn nobody claimed is re-sent — not a redelivery of its message, which
 the hour-long visibility timeout would hold back anyway. And a message still unacknowledged when the broker

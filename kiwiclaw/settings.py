@@ -187,8 +187,11 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^metrics$"]
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Tasks are acknowledged when they start. Every task is idempotent and what carries work through a dead worker is
+# the database (the chat's sweeper, beat's next run), not a redelivery; and a message still unacknowledged when
+# the broker connection drops (a Redis restart) makes kombu restore it on a released connection, which ends the
+# worker's consumer for good (conversations/tasks.py, bench/drills/redis_restart.py).
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {}

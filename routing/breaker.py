@@ -13,7 +13,10 @@ Every transition is one Lua script, so it is atomic across processes, and time c
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from infra.redis import Script, redis_async
 
@@ -24,6 +27,9 @@ OPEN = "open"
 HALF_OPEN = "half_open"  # cool-down over, a trial may be claimed
 TRIAL_BUSY = "trial_busy"  # a trial is in flight in some process
 SKIPPED_STATES = frozenset({OPEN, TRIAL_BUSY})
+UNKNOWN = "unknown"  # a write that Redis did not take
+
+logger = logging.getLogger(__name__)
 
 _NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
@@ -120,12 +126,21 @@ async def breaker_record_failure(slug: str) -> str:
     cooldown_ms = int(settings.ROUTING_BREAKER_COOLDOWN_SECONDS * 1000)
     # Forget a run of failures that stopped long ago, so "consecutive" does not span days.
     ttl_ms = max(cooldown_ms * 10, 600_000)
-    return await _FAILURE.arun([_key(slug)], [settings.ROUTING_BREAKER_THRESHOLD, cooldown_ms, ttl_ms])
+    try:
+        return await _FAILURE.arun([_key(slug)], [settings.ROUTING_BREAKER_THRESHOLD, cooldown_ms, ttl_ms])
+    except (RedisError, OSError):
+        # Best effort, like every breaker write: the answer (or the next endpoint) matters more than the count.
+        logger.warning("breaker failure for %s not recorded: Redis unavailable", slug, exc_info=True)
+        return UNKNOWN
 
 
 async def breaker_record_success(slug: str) -> None:
-    """A success closes the breaker and clears the failure run."""
-    await redis_async().delete(_key(slug))
+    """A success closes the breaker and clears the failure run. Best effort: an answer that is out is not failed
+    because Redis went away in the meantime (the next success, or the key's TTL, clears it)."""
+    try:
+        await redis_async().delete(_key(slug))
+    except (RedisError, OSError):
+        logger.warning("breaker success for %s not recorded: Redis unavailable", slug, exc_info=True)
 
 
 def breaker_is_clean(state: dict | None) -> bool:

@@ -1,6 +1,8 @@
 """Pages, isolation and bad input. No worker here: a sent turn stays queued (on_commit never runs inside the
 test transaction), which is all these tests need."""
 
+from decimal import Decimal
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -311,3 +313,19 @@ def test_sidebar_queries_are_bounded(as_alice, alice, acme, django_assert_max_nu
     with django_assert_max_num_queries(8):
         html = as_alice.get(reverse("conversations:sidebar")).content.decode()
     assert html.count("<li>") == n
+
+
+def test_a_send_while_redis_is_down_is_refused_clearly_and_saves_nothing(alice, alice_chat, acme, settings):
+    import socket
+
+    from conversations import services
+
+    plan = acme.plan
+    plan.monthly_cap = Decimal("100")  # the hold then needs Redis
+    plan.save()
+    with socket.socket() as sock:  # a port nothing listens on: Redis is down
+        sock.bind(("127.0.0.1", 0))
+        settings.REDIS_URL = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    with pytest.raises(services.ChatRefused, match="unavailable for a moment"):
+        services.message_send(conversation=alice_chat, author=alice, text="hello")
+    assert not Message.objects.exists()

@@ -202,3 +202,24 @@ def test_estimate_max_cost_bounds_the_actual_cost(routing_env, pro_tenant):
     bound = estimate_max_cost(tenant=pro_tenant, tier="max", request=request)
     result = complete(tenant=pro_tenant, tier="max", request=request)
     assert bound >= result.cost > 0
+
+
+def test_breaker_writes_are_best_effort_when_redis_is_gone(settings):
+    """An answer that is out must not fail because its breaker bookkeeping could not reach Redis."""
+    import socket
+
+    from infra.redis import aclose_redis
+    from routing.breaker import UNKNOWN, breaker_record_failure, breaker_record_success
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.REDIS_URL = f"redis://127.0.0.1:{port}/0"
+
+    async def writes():
+        try:
+            return await breaker_record_failure("kimi-k2.5"), await breaker_record_success("kimi-k2.5")
+        finally:
+            await aclose_redis()
+
+    assert run(writes) == (UNKNOWN, None)
