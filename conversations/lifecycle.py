@@ -32,11 +32,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing import outbox
 from routing import metering
 from routing.types import ChatMessage, ChatRequest, RouteResult
 from tenants.models import Tenant
-
-from billing import outbox
 
 from . import sql, streams
 from .models import Conversation, Message

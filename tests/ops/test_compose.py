@@ -80,7 +80,7 @@ def test_the_image_compose_and_the_docs_serve_with_one_command(compose):
 def test_the_serving_command_is_granian_serving_the_collected_static_files():
     command = PRODUCTION_WEB_SERVER
     assert command[0] == "granian" and command[-1] == "kiwiclaw.asgi:application"
-    flags = dict(zip(command[1:-1:], command[2:-1]))
+    flags = dict(zip(command[1:-1], command[2:-1], strict=False))  # each flag with the word after it
     assert flags["--interface"] == "asginl" and flags["--loop"] == "uvloop"
     assert flags["--static-path-route"] == "/static"
     # The image's STATIC_ROOT: BASE_DIR is /app there (WORKDIR), and collectstatic runs at build.

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from billing import outbox
-from routing import metering  # noqa: F401 - registers the outbox's `usage` handler, as the proxy does
 from billing.models import UsageRecord
+from routing import metering  # noqa: F401 - registers the outbox's `usage` handler, as the proxy does
 from tests.db_faults import database_unavailable
 
 pytestmark = pytest.mark.django_db(transaction=True)
