@@ -192,8 +192,6 @@ CELERY_TASK_IGNORE_RESULT = True
 # the broker connection drops (a Redis restart) makes kombu restore it on a released connection, which ends the
 # worker's consumer for good (conversations/tasks.py, bench/drills/redis_restart.py).
 CELERY_TASK_ACKS_LATE = False
-# Reconnects to the broker every second after a Redis restart (kiwiclaw/celery.py).
-CELERY_WORKER_CONSUMER = "kiwiclaw.celery:Consumer"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {}

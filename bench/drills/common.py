@@ -492,12 +492,13 @@ def wait_back(web_url: str, fixture: Fixture, since: float, timeout: float = 120
             if back["v1"] is None and api_call(client, fixture, stream=False, timeout=10)[0] == "ok":
                 back["v1"] = time.monotonic() - since
             if back["chat"] is None:
-                sent = time.monotonic()
                 outcome, mid = chat_turn(client, fixture, fixture.next_conversation(), timeout=10)
                 if outcome == "ok":
-                    status = _wait_message(mid, turn_timeout)
-                    if status == "done":
-                        back["chat"] = sent - since  # the turn sent at `sent` succeeded
+                    # Back once a worker has taken the turn and it answers (not when the send was accepted: the
+                    # worker's broker connection may still be coming back); the answer's own length not counted.
+                    started = _wait_message(mid, turn_timeout, until=("streaming", "done"))
+                    if started is not None and _wait_message(mid, turn_timeout) == "done":
+                        back["chat"] = started - since
             time.sleep(0.1)
     return back
 
@@ -510,16 +511,20 @@ def _pg(query: str, params=()) -> list[tuple]:
         return conn.execute(query, params).fetchall()
 
 
-def _wait_message(message_id: int, timeout: float) -> str | None:
+def _wait_message(message_id: int, timeout: float, until=None):
+    """Poll the message's status until it has ended (returns the status), or with `until` (statuses) until it
+    reaches one of them (returns the monotonic time it was seen); None at the deadline."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             rows = _pg("SELECT status FROM conversations_message WHERE id = %s", [message_id])
         except Exception:  # noqa: BLE001 - the database may still be coming back
             rows = []
-        if rows and rows[0][0] in ("done", "failed", "cancelled"):
+        if rows and until is not None and rows[0][0] in until:
+            return time.monotonic()
+        if rows and until is None and rows[0][0] in ("done", "failed", "cancelled"):
             return rows[0][0]
-        time.sleep(0.1)
+        time.sleep(0.05)
     return None
 
 
