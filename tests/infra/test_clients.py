@@ -180,3 +180,21 @@ def test_scripts_sent_together_answer_in_order_known_to_the_server_or_not(redis_
 
     assert asyncio.run(main()) == [42, ["kc:x", "y"]]
     assert redis_client.script_exists(unknown.sha) == [True]
+
+
+def test_provider_calls_skip_the_client_layer_only_when_no_proxy_applies(monkeypatch):
+    """Without proxy variables a call goes straight to the transport; with one, through httpx's client, which
+    routes it through the proxy (infra/http.py)."""
+    from infra import http
+
+    async def direct_transport():
+        try:
+            return http._clients.get().direct
+        finally:
+            await aclose_provider_client()
+
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert _in_new_loop(direct_transport) is not None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert _in_new_loop(direct_transport) is None
