@@ -147,7 +147,8 @@ STATIC_ROOT = Path(env.str("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "var" / 
 # year. With DEBUG on the plain names are used and served from the source folders (kiwiclaw/urls.py).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": env.str("DJANGO_STATICFILES_STORAGE",
+                                       default="django.contrib.staticfiles.storage.ManifestStaticFilesStorage")},
 }
 
 # No outgoing mail: password reset links are shown on screen in debug and logged otherwise.

@@ -5,6 +5,7 @@ starts). The Redis database named by REDIS_URL is flushed around each test that 
 Area fixtures live in each test package's own conftest.py.
 """
 
+import os
 import uuid
 
 import pytest
@@ -13,6 +14,11 @@ from django.conf import settings
 
 from tests import harness
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
+
+# The servers tests start as processes run with DEBUG off, where the hashed (manifest) storage needs a
+# collectstatic first: they name static files plainly instead. The production-serving test starts from an
+# environment without DJANGO_* variables and collects, as the image does (tests/ops/test_production_serving.py).
+os.environ["DJANGO_STATICFILES_STORAGE"] = "django.contrib.staticfiles.storage.StaticFilesStorage"
 
 _LOG_MARKS = pytest.StashKey[dict]()
 
