@@ -18,6 +18,7 @@ from tenants.models import TIER_CHOICES, Plan, Tenant
 MONEY = {"max_digits": 20, "decimal_places": 10}
 # Unit prices are USD per million tokens, e.g. 0.100000 or 6.250000.
 UNIT_PRICE = {"max_digits": 14, "decimal_places": 6}
+END_USER_MAX_LENGTH = 256
 
 
 class UsageRecord(models.Model):
@@ -56,6 +57,11 @@ class UsageRecord(models.Model):
     router_version = models.CharField(max_length=40, blank=True, default="", db_default="")
     counterfactual_cost = models.DecimalField(**MONEY, null=True, blank=True,
                                               help_text="Provider cost had this Auto request run on MAX.")
+    # The tenant's own end user the request was for, as the API client named it (OpenAI `user` /
+    # `safety_identifier`, Anthropic `metadata.user_id`): an opaque id, never one of our users.
+    # Null, not "": a row with no end user stays out of the partial index below.
+    end_user = models.CharField(max_length=END_USER_MAX_LENGTH, null=True, blank=True,  # noqa: DJ001
+                                help_text="The tenant's end-user id sent with an API request.")
     recorded_at = models.DateTimeField(db_default=Now(), editable=False)
 
     class Meta:
@@ -67,6 +73,9 @@ class UsageRecord(models.Model):
             # Cross-tenant month scans (rollup, finance). The ledger is appended in time order, so a tiny BRIN
             # index prunes other months well.
             BrinIndex(fields=["recorded_at"], name="usage_recorded_brin"),
+            # A tenant's rows for one of its end users (the usage page's and the REST API's filter).
+            models.Index(fields=["tenant", "end_user", "recorded_at"], name="usage_tenant_end_user",
+                         condition=Q(end_user__isnull=False)),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(cost__gte=0) & Q(billed__gte=0), name="usage_amounts_not_negative"),

@@ -2,7 +2,8 @@
 
 Tenant admins only, as on the dashboard pages: a member's API key acts as that member and gets 403. Reads go
 through billing.selectors, which take the tenant, so another tenant's invoice id answers 404 like a missing
-one. Money is serialized as decimal strings (exact, never floats).
+one. Money is serialized as decimal strings (exact, never floats). The usage summary takes `end_user` to show only
+the API requests sent for one of the tenant's end users.
 """
 
 from drf_spectacular.types import OpenApiTypes
@@ -14,7 +15,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from . import selectors
-from .models import Invoice, InvoiceLine
+from .models import END_USER_MAX_LENGTH, Invoice, InvoiceLine
 from .months import month_start, parse_month
 
 
@@ -56,6 +57,7 @@ class UsageByDaySerializer(UsageTotalsSerializer):
 
 class UsageSummarySerializer(serializers.Serializer):
     month = serializers.CharField(help_text="YYYY-MM (UTC).")
+    end_user = serializers.CharField(allow_null=True, help_text="The end-user filter, when one was given.")
     totals = UsageTotalsSerializer()
     by_model = UsageByModelSerializer(many=True)
     by_day = UsageByDaySerializer(many=True)
@@ -77,7 +79,11 @@ class UsageSummaryView(APIView):
     @extend_schema(
         operation_id="usage_summary",
         parameters=[OpenApiParameter("month", OpenApiTypes.STR, description="YYYY-MM; default this month.",
-                                     pattern=r"^\d{4}-\d{2}$")],
+                                     pattern=r"^\d{4}-\d{2}$"),
+                    OpenApiParameter("end_user", OpenApiTypes.STR,
+                                     description="Only API requests sent for this end-user id (OpenAI `user` or "
+                                                 "`safety_identifier`, Anthropic `metadata.user_id`; at most "
+                                                 f"{END_USER_MAX_LENGTH} characters).")],
         responses={200: UsageSummarySerializer, 400: BillingErrorSerializer, **ERRORS},
     )
     def get(self, request):
@@ -85,13 +91,17 @@ class UsageSummaryView(APIView):
             month = parse_month(request.query_params.get("month"), default=month_start())
         except ValueError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
-        tenant = request.tenant
+        end_user = request.query_params.get("end_user") or None
+        if end_user is not None and len(end_user) > END_USER_MAX_LENGTH:
+            return Response({"detail": f"end_user has at most {END_USER_MAX_LENGTH} characters."},
+                            status=status.HTTP_400_BAD_REQUEST)
+        scope = {"tenant": request.tenant, "month": month, "end_user": end_user}
         body = {
             "month": f"{month:%Y-%m}",
-            "totals": _totals(selectors.usage_totals(tenant=tenant, month=month)),
-            "by_model": [_totals(r) for r in selectors.usage_by_model(tenant=tenant, month=month)],
-            "by_day": [{**_totals(r), "day": r["day"].date()} for r in selectors.usage_by_day(tenant=tenant,
-                                                                                              month=month)],
+            "end_user": end_user,
+            "totals": _totals(selectors.usage_totals(**scope)),
+            "by_model": [_totals(r) for r in selectors.usage_by_model(**scope)],
+            "by_day": [{**_totals(r), "day": r["day"].date()} for r in selectors.usage_by_day(**scope)],
         }
         return Response(UsageSummarySerializer(body).data)
 

@@ -61,28 +61,35 @@ def tenant_budget_status(*, tenant: Tenant) -> dict | None:
 
 # --- a tenant's usage ----------------------------------------------------------------------------------------
 
-def usage_list(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> QuerySet[UsageRecord]:
-    """The tenant's ledger rows in a month, optionally only one member's."""
+def usage_list(*, tenant: Tenant, month: date | None = None, user_id: int | None = None,
+               end_user: str | None = None) -> QuerySet[UsageRecord]:
+    """The tenant's ledger rows in a month, optionally only one member's, and/or only those an API client sent
+    for one of the tenant's end users (`end_user`, as sent: OpenAI `user`, Anthropic `metadata.user_id`)."""
     start, end = month_bounds(month or month_start())
     rows = UsageRecord.objects.filter(tenant=tenant, recorded_at__gte=start, recorded_at__lt=end)
     if user_id is not None:
         rows = rows.filter(user_id=user_id)
+    if end_user is not None:
+        rows = rows.filter(end_user=end_user)
     return rows
 
 
-def usage_totals(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> dict:
-    totals = usage_list(tenant=tenant, month=month, user_id=user_id).aggregate(**_usage_totals())
+def usage_totals(*, tenant: Tenant, month: date | None = None, user_id: int | None = None,
+                 end_user: str | None = None) -> dict:
+    totals = usage_list(tenant=tenant, month=month, user_id=user_id, end_user=end_user).aggregate(**_usage_totals())
     return {k: (v if v is not None else (money.ZERO if k in ("cost", "billed", "margin") else 0))
             for k, v in totals.items()}
 
 
-def usage_by_model(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> QuerySet:
-    return (usage_list(tenant=tenant, month=month, user_id=user_id)
+def usage_by_model(*, tenant: Tenant, month: date | None = None, user_id: int | None = None,
+                   end_user: str | None = None) -> QuerySet:
+    return (usage_list(tenant=tenant, month=month, user_id=user_id, end_user=end_user)
             .values("endpoint_slug", "provider").annotate(**_usage_totals()).order_by("-billed", "endpoint_slug"))
 
 
-def usage_by_day(*, tenant: Tenant, month: date | None = None, user_id: int | None = None) -> QuerySet:
-    return (usage_list(tenant=tenant, month=month, user_id=user_id)
+def usage_by_day(*, tenant: Tenant, month: date | None = None, user_id: int | None = None,
+                 end_user: str | None = None) -> QuerySet:
+    return (usage_list(tenant=tenant, month=month, user_id=user_id, end_user=end_user)
             .annotate(day=TruncDay("recorded_at")).values("day").annotate(**_usage_totals()).order_by("day"))
 
 
@@ -92,9 +99,9 @@ def usage_by_day_and_model(*, tenant: Tenant, month: date | None = None) -> Quer
             .order_by("day", "endpoint_slug", "provider"))
 
 
-def usage_by_member(*, tenant: Tenant, month: date | None = None) -> list[dict]:
+def usage_by_member(*, tenant: Tenant, month: date | None = None, end_user: str | None = None) -> list[dict]:
     """Per acting user; users since deleted still appear, by id (the ledger keeps no foreign key)."""
-    rows = list(usage_list(tenant=tenant, month=month).values("user_id").annotate(**_usage_totals())
+    rows = list(usage_list(tenant=tenant, month=month, end_user=end_user).values("user_id").annotate(**_usage_totals())
                 .order_by("-billed", "user_id"))
     users = User.objects.in_bulk([r["user_id"] for r in rows if r["user_id"] is not None])
     for row in rows:
@@ -105,9 +112,9 @@ def usage_by_member(*, tenant: Tenant, month: date | None = None) -> list[dict]:
     return rows
 
 
-def usage_by_api_key(*, tenant: Tenant, month: date | None = None) -> list[dict]:
+def usage_by_api_key(*, tenant: Tenant, month: date | None = None, end_user: str | None = None) -> list[dict]:
     """Per API key (chat usage has none); revoked and deleted keys still appear."""
-    rows = list(usage_list(tenant=tenant, month=month).filter(api_key_id__isnull=False)
+    rows = list(usage_list(tenant=tenant, month=month, end_user=end_user).filter(api_key_id__isnull=False)
                 .values("api_key_id").annotate(**_usage_totals()).order_by("-billed", "api_key_id"))
     keys = ApiKey.objects.filter(tenant=tenant).in_bulk([r["api_key_id"] for r in rows])
     for row in rows:
@@ -161,7 +168,7 @@ def _with_savings(row: dict) -> dict:
     return row
 
 
-def smart_savings(*, tenant: Tenant, month: date, user_id: int | None = None) -> dict:
+def smart_savings(*, tenant: Tenant, month: date, user_id: int | None = None, end_user: str | None = None) -> dict:
     """The month's turns of the tenant (or of one member) by route, and what smart Auto saved. One query.
 
     The routes: Auto that stayed on Auto (stayed_turns), Auto escalated to MAX (escalated_turns; auto_turns is
@@ -169,7 +176,8 @@ def smart_savings(*, tenant: Tenant, month: date, user_id: int | None = None) ->
     requested tier was recorded). Savings: counterfactual_billed, actual_billed, saved, saved_percent (None when
     there is nothing to compare); escalated_percent is None without Auto turns.
     """
-    return _with_savings(usage_list(tenant=tenant, month=month, user_id=user_id).aggregate(**_mix_totals()))
+    return _with_savings(usage_list(tenant=tenant, month=month, user_id=user_id, end_user=end_user)
+                         .aggregate(**_mix_totals()))
 
 
 def routing_mix_all_tenants(*, month: date, rolled_up_at: datetime | None = None) -> dict[int, dict]:

@@ -15,7 +15,7 @@ from tenants.models import AuditEvent, Plan, Tenant
 
 from . import money
 from .budget import budget_settle
-from .models import Invoice, InvoiceCounter, UsageRecord
+from .models import END_USER_MAX_LENGTH, Invoice, InvoiceCounter, UsageRecord
 from .months import month_bounds, month_start, next_month
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,9 @@ INSERT INTO billing_usagerecord (
     tenant_id, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, output_estimated,
     price_input, price_output, price_cache_write, price_cache_read, cost, markup_percent, billed,
-    requested_tier, route_score, route_threshold, route_escalated, router_version, counterfactual_cost
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    requested_tier, route_score, route_threshold, route_escalated, router_version, counterfactual_cost, end_user
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+          %s)
 ON CONFLICT (key) DO NOTHING
 RETURNING id, recorded_at
 """
@@ -113,6 +114,7 @@ def usage_record(
     route_escalated: bool | None = None,
     router_version: str = "",
     counterfactual_cost: Decimal | None = None,
+    end_user: str | None = None,
 ) -> UsageRecord:
     """Append one usage row; idempotent on `key` (a repeat returns the first row and changes nothing).
 
@@ -120,7 +122,8 @@ def usage_record(
     racing an uncommitted insert of the same key waits for it. May be called inside the caller's transaction;
     the budget reservation under the same key is settled after that transaction commits. Bad input raises
     ValidationError and writes nothing. The routing facts (requested tier, smart Auto's decision, the
-    counterfactual MAX cost) are optional: routing.metering fills them.
+    counterfactual MAX cost) are optional: routing.metering fills them. `end_user` is the tenant's own end-user id
+    an API client sent (the proxy validated it), or None.
     """
     route_errors: dict = {}
     _validate_route(requested_tier=requested_tier, route_score=route_score, route_threshold=route_threshold,
@@ -133,6 +136,8 @@ def usage_record(
                 route_errors["counterfactual_cost"] = "counterfactual_cost cannot be negative."
         except (TypeError, ValueError) as exc:
             route_errors["counterfactual_cost"] = str(exc)
+    if end_user is not None and (not isinstance(end_user, str) or not 1 <= len(end_user) <= END_USER_MAX_LENGTH):
+        route_errors["end_user"] = f"The end-user id is text of 1 to {END_USER_MAX_LENGTH} characters, or empty."
     if route_errors:
         raise ValidationError(route_errors)
     tokens = {"input_tokens": input_tokens, "output_tokens": output_tokens,
@@ -148,7 +153,7 @@ def usage_record(
         markup_percent=markup, cost=money.to_ledger(clean["cost"]),
         billed=money.billed_amount(clean["cost"], markup), requested_tier=requested_tier,
         route_score=route_score, route_threshold=route_threshold, route_escalated=route_escalated,
-        router_version=router_version, counterfactual_cost=counterfactual_cost,
+        router_version=router_version, counterfactual_cost=counterfactual_cost, end_user=end_user,
         **tokens, **{name: clean[name] for name in PRICE_FIELDS},
     )
     # One statement, no transaction block of its own: the INSERT is atomic by itself, and outside a caller's
@@ -160,6 +165,7 @@ def usage_record(
             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, record.output_estimated,
             *(getattr(record, name) for name in PRICE_FIELDS), record.cost, markup, record.billed,
             requested_tier, route_score, route_threshold, route_escalated, router_version, counterfactual_cost,
+            end_user,
         ])
         row = cursor.fetchone()
     if row is None:

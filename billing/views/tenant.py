@@ -5,36 +5,51 @@ Tenants never see provider cost or margin: only billed amounts.
 
 from django.http import Http404
 from django.shortcuts import render
+from django.utils.http import urlencode
 
 from tenants.access import tenant_admin_required, tenant_required
 
 from .. import selectors
 from ..charts import daily_chart
 from ..csv_export import csv_response
-from ..models import Invoice
+from ..models import END_USER_MAX_LENGTH, Invoice
 from .common import invoice_context, month_context, month_from_request, smart_auto_context
+
+
+def end_user_from_request(request) -> tuple[str | None, str]:
+    """The `end_user` filter of the usage pages: (the id to filter by or None, an error for people or "")."""
+    value = request.GET.get("end_user", "").strip()
+    if len(value) > END_USER_MAX_LENGTH:
+        return None, f"An end-user id has at most {END_USER_MAX_LENGTH} characters."
+    return value or None, ""
 
 
 @tenant_required
 def usage(request):
     month = month_from_request(request)
+    end_user, end_user_error = end_user_from_request(request)
     tenant, membership = request.tenant, request.membership
     user_id = None if membership.is_admin else request.user.pk
-    by_day = list(selectors.usage_by_day(tenant=tenant, month=month, user_id=user_id))
+    scope = {"tenant": tenant, "month": month, "end_user": end_user}
+    by_day = list(selectors.usage_by_day(**scope, user_id=user_id))
     context = {
         **month_context(month),
         "nav_section": "usage",
         "is_admin": membership.is_admin,
-        "totals": selectors.usage_totals(tenant=tenant, month=month, user_id=user_id),
-        "by_model": selectors.usage_by_model(tenant=tenant, month=month, user_id=user_id),
+        "end_user": end_user or "",
+        "end_user_error": end_user_error,
+        "extra_params": [("end_user", end_user)] if end_user else [],
+        "extra_query": "&" + urlencode({"end_user": end_user}) if end_user else "",
+        "totals": selectors.usage_totals(**scope, user_id=user_id),
+        "by_model": selectors.usage_by_model(**scope, user_id=user_id),
         "by_day": by_day,
         "chart": daily_chart(month=month, days=by_day),
-        "smart": smart_auto_context(selectors.smart_savings(tenant=tenant, month=month, user_id=user_id)),
+        "smart": smart_auto_context(selectors.smart_savings(**scope, user_id=user_id)),
     }
     if membership.is_admin:
-        context["by_member"] = selectors.usage_by_member(tenant=tenant, month=month)
-        context["by_api_key"] = selectors.usage_by_api_key(tenant=tenant, month=month)
-        if context["is_current_month"]:
+        context["by_member"] = selectors.usage_by_member(**scope)
+        context["by_api_key"] = selectors.usage_by_api_key(**scope)
+        if context["is_current_month"] and end_user is None:
             context["budget"] = selectors.tenant_budget_status(tenant=tenant)
     return render(request, "billing/usage.html", context)
 

@@ -37,10 +37,11 @@ def hand_cost(endpoint, input_tokens=0, output_tokens=0, cache_read_tokens=0, ca
 
 def record_usage(tenant, *, endpoint="kimi-k2.5", input_tokens=1000, output_tokens=500, cache_read_tokens=0,
                  cache_write_tokens=0, output_estimated=False, key=None, source="chat", user_id=None,
-                 api_key_id=None, tier=None, cost=None):
+                 api_key_id=None, tier=None, cost=None, end_user=None):
     provider, p_in, p_out, p_cw, p_cr = PRICES[endpoint]
     return usage_record(
         tenant=tenant, source=source, key=key or f"{source}:{next(_keys)}", user_id=user_id, api_key_id=api_key_id,
+        end_user=end_user,
         endpoint_slug=endpoint, provider=provider, tier=tier or ("max" if endpoint.startswith("claude") else "auto"),
         input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cache_read_tokens,
         cache_write_tokens=cache_write_tokens, output_estimated=output_estimated,

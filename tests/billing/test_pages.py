@@ -353,3 +353,45 @@ def test_finance_invoice_list_filters_by_month_and_status(client, usage, finance
     assert "No invoices for" in body and "with status final" in body
     assert f'<option value="{month_start():%Y-%m}" selected>' in body
     assert "Clear filters" in body
+
+
+# --- the end-user filter -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def end_user_usage(acme, globex, alice, carol, bob):
+    """acme: two API requests for end user "cust-1" (one by alice, one by carol), one for "cust-2", one chat turn;
+    globex: one API request for its own "cust-1"."""
+    record_usage(acme, source="api", input_tokens=1111, output_tokens=1, user_id=alice.pk, end_user="cust-1")
+    record_usage(acme, source="api", input_tokens=2222, output_tokens=1, user_id=carol.pk, end_user="cust-1")
+    record_usage(acme, source="api", input_tokens=5555, output_tokens=1, user_id=alice.pk, end_user="cust-2")
+    record_usage(acme, input_tokens=7000, output_tokens=1, user_id=alice.pk)
+    record_usage(globex, source="api", input_tokens=9999, output_tokens=1, user_id=bob.pk, end_user="cust-1")
+
+
+def test_usage_page_filters_by_end_user(client, end_user_usage, alice):
+    login(client, alice)
+    body = client.get("/usage/", {"end_user": "cust-1"}).content.decode()
+    assert 'data-end-user="cust-1"' in body
+    assert "3,333" in body  # input of acme's two cust-1 requests
+    assert "5,555" not in body and "7,000" not in body and "15,888" not in body
+    assert "9,999" not in body and "13,332" not in body  # globex's cust-1 never counts
+    everything = client.get("/usage/").content.decode()
+    assert "15,888" in everything and "data-end-user=" not in everything  # 1,111 + 2,222 + 5,555 + 7,000
+
+
+def test_another_tenants_end_user_id_shows_nothing(client, end_user_usage, bob, alice):
+    body = login(client, alice).get("/usage/", {"end_user": "cust-9"}).content.decode()
+    assert "1,111" not in body and 'data-empty="usage"' in body
+    # Bob's tenant has its own cust-1: he sees only globex's row under that id.
+    body = login(client, bob).get("/usage/", {"end_user": "cust-1"}).content.decode()
+    assert "9,999" in body and "3,333" not in body and "1,111" not in body
+
+
+def test_a_member_filtering_by_end_user_still_sees_only_their_own_usage(client, end_user_usage, carol):
+    body = login(client, carol).get("/usage/", {"end_user": "cust-1"}).content.decode()
+    assert "2,222" in body and "3,333" not in body and "1,111" not in body
+
+
+def test_an_overlong_end_user_filter_is_explained_not_applied(client, end_user_usage, alice):
+    body = login(client, alice).get("/usage/", {"end_user": "x" * 300}).content.decode()
+    assert "at most 256 characters" in body and "15,888" in body

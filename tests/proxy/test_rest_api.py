@@ -173,3 +173,16 @@ def test_refused_send_is_409_and_saves_nothing(keys, bob, globex):
                                          format="json")
     assert response.status_code == 409 and "MAX" in response.json()["detail"]
     assert Message.objects.count() == 0
+
+
+def test_usage_summary_filters_by_end_user_within_the_tenant(keys, acme, globex):
+    record_usage(acme, source="api", input_tokens=1111, end_user="cust-1")
+    record_usage(acme, source="api", input_tokens=2222, end_user="cust-2")
+    record_usage(globex, source="api", input_tokens=9999, end_user="cust-1")
+    admin = _client(keys["alice"])
+    usage = admin.get("/api/usage/", {"end_user": "cust-1"}).json()
+    assert usage["end_user"] == "cust-1"
+    assert (usage["totals"]["requests"], usage["totals"]["input_tokens"]) == (1, 1111)
+    assert admin.get("/api/usage/").json()["totals"]["input_tokens"] == 3333
+    assert admin.get("/api/usage/", {"end_user": "cust-9"}).json()["totals"]["requests"] == 0
+    assert admin.get("/api/usage/", {"end_user": "x" * 257}).status_code == 400
