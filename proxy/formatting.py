@@ -146,6 +146,14 @@ class OpenAIChunks:
 ANTHROPIC_STOP = {FINISH_LENGTH: "max_tokens", FINISH_CONTENT_FILTER: "refusal"}  # everything else: end_turn
 
 
+def anthropic_stop(finish_reason: str, stop_sequence: str | None) -> tuple[str, str | None]:
+    """(`stop_reason`, `stop_sequence`): "stop_sequence" with the sequence when the answering provider said one
+    of the request's stop sequences ended the answer, whichever protocol it speaks."""
+    if stop_sequence is not None:
+        return "stop_sequence", stop_sequence
+    return ANTHROPIC_STOP.get(finish_reason, "end_turn"), None
+
+
 def anthropic_usage(usage: Usage, cost: Decimal | None = None, billed: Decimal | None = None) -> dict:
     body = {
         "input_tokens": usage.input_tokens,
@@ -160,7 +168,8 @@ def anthropic_usage(usage: Usage, cost: Decimal | None = None, billed: Decimal |
     return body
 
 
-def _anthropic_message(facts: RouteFacts, content: list, stop_reason: str | None, usage: dict) -> dict:
+def _anthropic_message(facts: RouteFacts, content: list, stop_reason: str | None, usage: dict,
+                       stop_sequence: str | None = None) -> dict:
     return {
         "id": f"msg_{facts.request_id}",
         "type": "message",
@@ -168,16 +177,16 @@ def _anthropic_message(facts: RouteFacts, content: list, stop_reason: str | None
         "model": facts.upstream_model,
         "content": content,
         "stop_reason": stop_reason,
-        "stop_sequence": None,
+        "stop_sequence": stop_sequence,
         "usage": usage,
     }
 
 
 def anthropic_message(facts: RouteFacts, text: str, finish_reason: str, usage: Usage, cost: Decimal,
-                      billed: Decimal) -> bytes:
+                      billed: Decimal, stop_sequence: str | None = None) -> bytes:
+    stop_reason, stop_sequence = anthropic_stop(finish_reason, stop_sequence)
     return orjson.dumps(_anthropic_message(
-        facts, [{"type": "text", "text": text}], ANTHROPIC_STOP.get(finish_reason, "end_turn"),
-        anthropic_usage(usage, cost, billed),
+        facts, [{"type": "text", "text": text}], stop_reason, anthropic_usage(usage, cost, billed), stop_sequence,
     ))
 
 
@@ -204,11 +213,13 @@ class AnthropicEvents:
                    "content_block_delta")
 
     @staticmethod
-    def finish(finish_reason: str, usage: Usage, cost: Decimal, billed: Decimal) -> bytes:
+    def finish(finish_reason: str, usage: Usage, cost: Decimal, billed: Decimal,
+               stop_sequence: str | None = None) -> bytes:
+        stop_reason, stop_sequence = anthropic_stop(finish_reason, stop_sequence)
         return (
             sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
             + sse({"type": "message_delta",
-                   "delta": {"stop_reason": ANTHROPIC_STOP.get(finish_reason, "end_turn"), "stop_sequence": None},
+                   "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
                    "usage": anthropic_usage(usage, cost, billed)}, "message_delta")
             + sse({"type": "message_stop"}, "message_stop")
         )

@@ -52,6 +52,7 @@ from .sse import SSEDecoder, SSELines
 from .types import (
     FINISH_CANCELLED,
     FINISH_ERROR,
+    FINISH_STOP,
     OUTCOME_CANCELLED,
     OUTCOME_ERROR,
     OUTCOME_OK,
@@ -94,7 +95,7 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
             if parsed.text:
                 yield TextDelta(parsed.text)
             yield UsageUpdate(parsed.usage)
-            yield Finish(parsed.finish_reason)
+            yield Finish(parsed.finish_reason, parsed.stop_sequence)
             return
         response = await provider_send("POST", upstream.url, content=content, headers=upstream.headers,
                                        stream=True, read_timeout=settings.ROUTING_STREAM_IDLE_TIMEOUT)
@@ -182,7 +183,7 @@ class _Walk:
 class _Answer:
     """One call of one endpoint: its entry in the decision log and what it has produced so far."""
 
-    __slots__ = ("endpoint", "attempt", "events", "started", "parts", "usage", "finish", "error")
+    __slots__ = ("endpoint", "attempt", "events", "started", "parts", "usage", "finish", "stop_sequence", "error")
 
     def __init__(self, walk: _Walk, endpoint: EndpointInfo):
         self.endpoint = endpoint
@@ -193,6 +194,7 @@ class _Answer:
         self.parts: list[str] = []
         self.usage: Usage | None = None
         self.finish: str | None = None
+        self.stop_sequence: str | None = None
         self.error: ProviderError | None = None  # an error after the answer started: it ends the answer
 
 
@@ -272,7 +274,7 @@ async def _first_delta(walk: _Walk, answer: _Answer) -> TextDelta | None:
         if isinstance(event, UsageUpdate):
             answer.usage = event.usage
         elif isinstance(event, Finish):
-            answer.finish = event.finish_reason
+            answer.finish, answer.stop_sequence = event.finish_reason, event.stop_sequence
             return None
 
 
@@ -336,7 +338,7 @@ async def _stream_rest(walk: _Walk, answer: _Answer) -> AsyncIterator:
                 answer.usage = event.usage
                 yield event
             elif isinstance(event, Finish):
-                answer.finish = event.finish_reason
+                answer.finish, answer.stop_sequence = event.finish_reason, event.stop_sequence
     except ProviderError as exc:
         if exc.kind == KIND_TIMEOUT and walk.request.stream:  # the read timeout of a started stream: silence
             idle = settings.ROUTING_STREAM_IDLE_TIMEOUT
@@ -378,6 +380,7 @@ def _result(walk: _Walk, answer: _Answer) -> Done:
         fallback_count=walk.fallback_count(endpoint), reason=plan.reason,
         cost=price_usage(prices=endpoint.prices, usage=final_usage), prices=endpoint.prices,
         error=("The answer was interrupted: " + error.message) if error is not None else None,
+        stop_sequence=answer.stop_sequence if error is None and answer.finish == FINISH_STOP else None,
     ))
 
 

@@ -62,7 +62,8 @@ async def ahold(*, tenant, key: str, tier: str, request: ChatRequest) -> None:
     await abudget_reserve(tenant=tenant, key=key, cost=cost)
 
 
-def record(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None, result: RouteResult):
+def record(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None, result: RouteResult,
+           end_user: str | None = None):
     """Write the call's one usage row, priced at the endpoint that answered, and settle its hold (after commit).
     Idempotent on `key`. Returns the UsageRecord, or None for a result no endpoint answered (nothing to price).
 
@@ -71,30 +72,32 @@ def record(*, tenant, source: str, key: str, user_id: int | None, api_key_id: in
     if not result.endpoint or result.prices is None:
         return None
     return usage_record(tenant=tenant, source=source, key=key, user_id=user_id, api_key_id=api_key_id,
-                        **usage_row(result))
+                        end_user=end_user, **usage_row(result))
 
 
 def record_later(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None,
-                 result: RouteResult) -> None:
+                 result: RouteResult, end_user: str | None = None) -> None:
     """`record`, deferred: keep the row's complete record in the outbox (durable when this returns), to be
     written by `billing.outbox.drain` under the same key once the database answers. For a caller whose `record`
     just failed because the database is unavailable. Raises OSError only if nothing could keep it."""
     outbox.put(kind="usage", key=key, payload=usage_payload(tenant_id=tenant.pk, source=source, key=key,
-                                                            user_id=user_id, api_key_id=api_key_id, result=result))
+                                                            user_id=user_id, api_key_id=api_key_id, result=result,
+                                                            end_user=end_user))
 
 
 def usage_payload(*, tenant_id: int, source: str, key: str, user_id: int | None, api_key_id: int | None,
-                  result: RouteResult) -> dict:
+                  result: RouteResult, end_user: str | None = None) -> dict:
     """What the outbox keeps of a usage row: who it is for, and the whole routing result (JSON-safe)."""
     return {"tenant_id": tenant_id, "source": source, "key": key, "user_id": user_id, "api_key_id": api_key_id,
-            "result": result.as_dict()}
+            "end_user": end_user, "result": result.as_dict()}
 
 
 def record_payload(payload: dict):
     """Write a row kept by `record_later` (the outbox's `usage` handler): `record`, idempotent on its key."""
     tenant = Tenant.objects.select_related("plan").get(pk=payload["tenant_id"])
     return record(tenant=tenant, source=payload["source"], key=payload["key"], user_id=payload["user_id"],
-                  api_key_id=payload["api_key_id"], result=result_from_dict(payload["result"]))
+                  api_key_id=payload["api_key_id"], result=result_from_dict(payload["result"]),
+                  end_user=payload.get("end_user"))
 
 
 outbox.register("usage", record_payload)
@@ -112,7 +115,7 @@ def result_from_dict(data: dict) -> RouteResult:
         reason=data.get("reason", ""), cost=Decimal(data["cost"]),
         prices=Prices(**{k: Decimal(v) for k, v in prices.items()}) if prices else None,
         error=data.get("error"), requested_tier=data.get("requested_tier", ""),
-        smart=SmartDecision(**smart) if smart else None,
+        smart=SmartDecision(**smart) if smart else None, stop_sequence=data.get("stop_sequence"),
     )
 
 

@@ -41,6 +41,7 @@ class ChatRequest:
     top_p: float | None = None
     stop: tuple[str, ...] | list[str] | None = None
     stream: bool = True
+    seed: int | None = None  # best-effort determinism; only OpenAI-compatible providers take it
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,8 @@ class RouteResult:
     error: str | None = None  # message for people when finish_reason == "error"
     requested_tier: str = ""  # what the caller asked for ("" for a model named explicitly); `tier` is what answered
     smart: SmartDecision | None = None  # smart Auto's decision, for an Auto request it scored
+    # The stop sequence that ended the answer (finish_reason "stop"), when the provider said which one.
+    stop_sequence: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -155,6 +158,7 @@ class RouteResult:
             "cost": str(self.cost),
             "prices": self.prices.as_dict() if self.prices else None,
             "error": self.error,
+            "stop_sequence": self.stop_sequence,
         }
 
 
@@ -193,3 +197,4 @@ class Done:
 @dataclass(frozen=True, slots=True)
 class Finish:
     finish_reason: str
+    stop_sequence: str | None = None  # the request's stop sequence that ended the answer, if the provider says

@@ -4,7 +4,12 @@ completions, with deterministic answers, exact usage, and failure injection per 
 It deliberately does not import Django (or anything of routing): it is a stand-in for the internet, and the
 routing core must not know it is fake. Behaviour per upstream model id is set with
 `POST /_control/scenario {"model": "<id>", ...options}`; `POST /_control/reset` forgets all scenarios and the
-request log; `GET /_control/requests` returns the request log (model, protocol, stream, status).
+request log; `GET /_control/requests` returns the request log (model, protocol, stream, status, and `params`:
+every request field but the model, messages and system prompt, as sent).
+
+Stop sequences are honoured as the real APIs do: the answer ends before the first occurrence of any of the
+request's `stop` (OpenAI) / `stop_sequences` (Anthropic) strings, which is not part of the text. Anthropic reports
+`stop_reason` "stop_sequence" with `stop_sequence` set to the matched string; OpenAI only `finish_reason` "stop".
 
 Scenario options (all optional):
   status, error_type, error_message, retry_after  an HTTP error answer (with the protocol's error body)
@@ -62,6 +67,25 @@ def answer_tokens(*, model: str, messages: list[dict], scenario: dict) -> list[s
     return words[:n]
 
 
+def cut_at_stop(tokens: list[str], stops: list[str]) -> tuple[list[str], str | None]:
+    """The tokens up to (not including) the earliest stop sequence in their text, and the sequence matched (the
+    earliest; of two at the same place, the first listed). Unchanged tokens and None when none occurs."""
+    text = "".join(tokens)
+    found = [(text.find(s), i, s) for i, s in enumerate(stops) if s and s in text]
+    if not found:
+        return tokens, None
+    cut, _, matched = min(found)
+    kept, length = [], 0
+    for token in tokens:
+        if length + len(token) > cut:
+            if cut > length:
+                kept.append(token[:cut - length])
+            break
+        kept.append(token)
+        length += len(token)
+    return kept, matched
+
+
 class FakeProvider:
     def __init__(self):
         self.scenarios: dict[str, dict] = {}
@@ -108,7 +132,8 @@ class FakeProvider:
         model = str(payload.get("model", ""))
         stream = bool(payload.get("stream"))
         entry = {"model": model, "protocol": proto.name, "stream": stream, "status": 200,
-                 "max_tokens": payload.get("max_tokens"), "at": time.time()}
+                 "max_tokens": payload.get("max_tokens"), "at": time.time(),
+                 "params": {k: v for k, v in payload.items() if k not in ("model", "messages", "system")}}
         self.log.append(entry)
         problem = proto.check(headers, payload)
         if problem:
@@ -139,6 +164,9 @@ class FakeProvider:
         max_tokens = payload.get("max_tokens")
         if isinstance(max_tokens, int) and max_tokens < len(tokens):
             tokens, finish = tokens[:max_tokens], proto.length_reason
+        tokens, matched = cut_at_stop(tokens, proto.stop_sequences(payload))
+        if matched is not None:
+            finish = proto.stop_sequence_reason
         usage = {
             "input": prompt_tokens(system=system, messages=messages),
             "output": len(tokens),
@@ -148,11 +176,11 @@ class FakeProvider:
         self.seq += 1
         msg_id = f"{proto.id_prefix}{self.seq:06d}"
         if not stream:
-            return await _json(send, 200, proto.complete_body(msg_id, model, "".join(tokens), finish, usage))
+            return await _json(send, 200, proto.complete_body(msg_id, model, "".join(tokens), finish, usage, matched))
 
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
-        gen = proto.stream_chunks(msg_id, model, tokens, finish, usage, scenario, payload)
+        gen = proto.stream_chunks(msg_id, model, tokens, finish, usage, scenario, payload, matched)
         delay = scenario.get("delay_ms", 0) / 1000
         for kind, chunk in gen:
             if kind == "hang":
@@ -203,6 +231,12 @@ class Anthropic:
     id_prefix = "msg_fake"
     stop_reason = "end_turn"
     length_reason = "max_tokens"
+    stop_sequence_reason = "stop_sequence"
+
+    @staticmethod
+    def stop_sequences(payload):
+        stops = payload.get("stop_sequences")
+        return [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
 
     @staticmethod
     def check(headers, payload):
@@ -241,13 +275,13 @@ class Anthropic:
                 "cache_read_input_tokens": usage["cache_read"], "output_tokens": output}
 
     @classmethod
-    def complete_body(cls, msg_id, model, text, finish, usage):
+    def complete_body(cls, msg_id, model, text, finish, usage, matched=None):
         return {"id": msg_id, "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text}], "stop_reason": finish, "stop_sequence": None,
+                "content": [{"type": "text", "text": text}], "stop_reason": finish, "stop_sequence": matched,
                 "usage": cls._usage(usage, usage["output"])}
 
     @classmethod
-    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload):
+    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload, matched=None):
         start = {"id": msg_id, "type": "message", "role": "assistant", "content": [], "model": model,
                  "stop_reason": None, "stop_sequence": None, "usage": cls._usage(usage, 1)}
         yield "meta", _sse({"type": "message_start", "message": start}, "message_start")
@@ -271,7 +305,7 @@ class Anthropic:
                 return
             yield "delta", delta(token)
         yield "meta", _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-        yield "meta", _sse({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": None},
+        yield "meta", _sse({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": matched},
                             "usage": {"output_tokens": usage["output"]}}, "message_delta")
         yield "meta", _sse({"type": "message_stop"}, "message_stop")
 
@@ -281,6 +315,14 @@ class OpenAI:
     id_prefix = "chatcmpl-fake"
     stop_reason = "stop"
     length_reason = "length"
+    stop_sequence_reason = "stop"
+
+    @staticmethod
+    def stop_sequences(payload):
+        stops = payload.get("stop")
+        if isinstance(stops, str):
+            return [stops]
+        return [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
 
     @staticmethod
     def check(headers, payload):
@@ -317,14 +359,14 @@ class OpenAI:
         return body
 
     @classmethod
-    def complete_body(cls, msg_id, model, text, finish, usage):
+    def complete_body(cls, msg_id, model, text, finish, usage, matched=None):
         return {"id": msg_id, "object": "chat.completion", "created": int(time.time()), "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": finish}],
                 "usage": cls._usage(usage)}
 
     @classmethod
-    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload):
+    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload, matched=None):
         created = int(time.time())
 
         def chunk(choices, **extra):

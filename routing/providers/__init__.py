@@ -22,13 +22,14 @@ class ParsedResponse:
     text: str
     finish_reason: str
     usage: Usage
+    stop_sequence: str | None = None  # which stop sequence ended the answer, when the provider says
 
 
 class StreamState:
     """What a stream has told us so far. Usage counters stay None until the provider reports them."""
 
     __slots__ = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "finish_reason",
-                 "finished")
+                 "stop_sequence", "finished")
 
     def __init__(self):
         self.input_tokens: int | None = None
@@ -36,6 +37,7 @@ class StreamState:
         self.cache_read_tokens = 0
         self.cache_write_tokens = 0
         self.finish_reason: str | None = None
+        self.stop_sequence: str | None = None
         self.finished = False
 
     def usage(self) -> Usage | None:

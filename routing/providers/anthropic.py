@@ -1,5 +1,14 @@
 """Anthropic Messages API adapter (https://docs.anthropic.com/en/api/messages). Pure: no I/O.
 
+Temperature: Anthropic accepts 0–1, OpenAI 0–2 (Moonshot 0–1). A request's temperature is clamped to the answering
+provider's range, not rescaled: 1.0 is the model's own, unscaled distribution in every one of these APIs, so
+values inside the shared range mean the same everywhere, and a value above 1 (OpenAI only) becomes Anthropic's
+most random setting instead of failing a request another endpoint of the chain would take. `seed` has no
+Anthropic counterpart and is not sent (it is best-effort by OpenAI's own definition).
+
+Stop sequences: Anthropic says which one ended the answer (`stop_reason` "stop_sequence" with `stop_sequence`);
+it travels as Finish.stop_sequence / ParsedResponse.stop_sequence.
+
 Usage: Anthropic reports `input_tokens` already excluding cache reads (`cache_read_input_tokens`) and cache
 writes (`cache_creation_input_tokens`), which is exactly our rule. In a stream, `message_start` carries the
 input usage and `message_delta` the cumulative output tokens.
@@ -34,6 +43,7 @@ from ..types import (
 from . import ParsedResponse, StreamState, UpstreamRequest, parse_retry_after
 
 API_VERSION = "2023-06-01"
+MAX_TEMPERATURE = 1.0
 
 STOP_REASONS = {
     "end_turn": FINISH_STOP,
@@ -71,9 +81,7 @@ def build_request(*, base_url: str, api_key: str, model: str, request: ChatReque
     if request.system:
         body["system"] = request.system
     if request.temperature is not None:
-        # Anthropic's range is 0–1 where OpenAI's is 0–2: clamp rather than fail a request that another
-        # endpoint of the same chain would accept.
-        body["temperature"] = min(request.temperature, 1.0)
+        body["temperature"] = min(request.temperature, MAX_TEMPERATURE)  # clamped: see the module docstring
     if request.top_p is not None:
         body["top_p"] = request.top_p
     if request.stop:
@@ -98,10 +106,16 @@ def parse_response(body: Mapping) -> ParsedResponse:
         raise classify_error(200, {}, json.dumps(body).encode())
     try:
         text = "".join(b.get("text", "") for b in body["content"] if b.get("type") == "text")
-        finish = STOP_REASONS.get(body.get("stop_reason") or "end_turn", FINISH_STOP)
-        return ParsedResponse(text=text, finish_reason=finish, usage=_usage(body.get("usage") or {}))
+        stop = body.get("stop_reason") or "end_turn"
+        return ParsedResponse(text=text, finish_reason=STOP_REASONS.get(stop, FINISH_STOP),
+                              usage=_usage(body.get("usage") or {}), stop_sequence=_stop_sequence(stop, body))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ProviderError(KIND_SERVER, f"Unreadable Anthropic response: {exc!r}") from None
+
+
+def _stop_sequence(stop_reason: str, where: Mapping) -> str | None:
+    sequence = where.get("stop_sequence")
+    return sequence if stop_reason == "stop_sequence" and isinstance(sequence, str) else None
 
 
 def new_stream_state() -> StreamState:
@@ -138,13 +152,15 @@ def parse_stream_event(state: StreamState, event: str | None, data: str) -> list
             if usage.get("input_tokens") is not None:
                 state.input_tokens = int(usage["input_tokens"])
             events.append(UsageUpdate(state.usage()))
-        stop = (payload.get("delta") or {}).get("stop_reason")
+        delta = payload.get("delta") or {}
+        stop = delta.get("stop_reason")
         if stop:
             state.finish_reason = STOP_REASONS.get(stop, FINISH_STOP)
+            state.stop_sequence = _stop_sequence(stop, delta)
         return events
     if kind == "message_stop":
         state.finished = True
-        return [Finish(state.finish_reason or FINISH_STOP)]
+        return [Finish(state.finish_reason or FINISH_STOP, state.stop_sequence)]
     if kind == "error":
         raise classify_error(200, {}, data.encode())
     return []  # ping, content_block_start/stop, and event types added after this was written

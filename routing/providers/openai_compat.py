@@ -1,6 +1,15 @@
 """OpenAI-compatible chat completions adapter (Moonshot Kimi and any other OpenAI-compatible base URL).
 Pure: no I/O. https://platform.openai.com/docs/api-reference/chat, https://platform.moonshot.ai/docs/api/chat
 
+Temperature: OpenAI accepts 0–2, Moonshot 0–1 (https://platform.moonshot.ai/docs/api/chat), Anthropic 0–1. The
+request's temperature is clamped to the answering provider's range (1.0 for upstream models named kimi-* or
+moonshot-*, 2.0 otherwise), not rescaled: 1.0 is the model's own, unscaled distribution in all three APIs, so a
+value means the same wherever it is accepted. `seed` is forwarded (OpenAI documents it as best-effort
+determinism; a compatible server without it ignores it, which that best-effort contract allows).
+
+Stop sequences: the OpenAI API reports `finish_reason` "stop" for a natural end and a stop sequence alike and
+does not say which sequence matched, so Finish.stop_sequence stays None here.
+
 Usage: `prompt_tokens` includes cached tokens, so input_tokens = prompt_tokens - cached, where cached is
 `prompt_tokens_details.cached_tokens` (OpenAI) or `cached_tokens` (Moonshot). There is no cache-write count.
 Streaming usage arrives in a final chunk with empty `choices` (stream_options.include_usage) or, on Moonshot,
@@ -67,17 +76,27 @@ _CONTEXT_HINTS = ("context length", "context_length", "maximum context", "contex
 _FILTER_HINTS = ("high risk", "content filter", "content_filter")
 
 
+# Upstream model name prefixes whose provider caps temperature below OpenAI's 2.0.
+TEMPERATURE_CAPS = (("kimi", 1.0), ("moonshot", 1.0))
+
+
+def max_temperature(model: str) -> float:
+    return next((cap for prefix, cap in TEMPERATURE_CAPS if model.startswith(prefix)), 2.0)
+
+
 def build_request(*, base_url: str, api_key: str, model: str, request: ChatRequest, stream: bool,
                   max_tokens: int) -> UpstreamRequest:
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages += [{"role": m.role, "content": m.content} for m in request.messages]
     body: dict = {"model": model, "messages": messages, "max_tokens": max_tokens}
     if request.temperature is not None:
-        body["temperature"] = request.temperature
+        body["temperature"] = min(request.temperature, max_temperature(model))  # clamped: see the docstring
     if request.top_p is not None:
         body["top_p"] = request.top_p
     if request.stop:
         body["stop"] = list(request.stop)
+    if request.seed is not None:
+        body["seed"] = request.seed
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}

@@ -161,3 +161,73 @@ def test_openai_compatible_request_shape():
     assert up.body["messages"][0] == {"role": "system", "content": "Be brief"}
     assert up.body["stream_options"] == {"include_usage": True}
     assert up.body["temperature"] == 0.3 and up.body["max_tokens"] == 4096
+
+
+def _stream_finish(adapter, name):
+    state, decoder, finishes = adapter.new_stream_state(), SSEDecoder(), []
+    for line in (WIRE / name).read_text().splitlines():
+        item = decoder.feed(line)
+        if item is not None:
+            finishes += [e for e in adapter.parse_stream_event(state, *item) if isinstance(e, Finish)]
+    return finishes
+
+
+def test_anthropic_stop_sequence_stop_says_which_sequence():
+    parsed = anthropic.parse_response(load("anthropic_message_stop_sequence.json")["body"])
+    assert (parsed.text, parsed.finish_reason, parsed.stop_sequence) == ("1, 2, 3, 4", "stop", ", 5")
+    assert _stream_finish(anthropic, "anthropic_stream_stop_sequence.sse") == [Finish("stop", ", 5")]
+    # A natural end names no sequence (the field is null there).
+    assert anthropic.parse_response(load("anthropic_message.json")["body"]).stop_sequence is None
+    assert _stream_finish(anthropic, "anthropic_stream.sse") == [Finish("stop", None)]
+
+
+def test_openai_stop_does_not_say_which_sequence():
+    parsed = openai_compat.parse_response(load("openai_chat_completion_stop.json")["body"])
+    assert (parsed.finish_reason, parsed.stop_sequence) == ("stop", None)
+
+
+def _facts():
+    from proxy.formatting import RouteFacts
+
+    return RouteFacts(request_id="r1", tier="max", endpoint="claude-opus-4-6", upstream_model="claude-opus-4-6",
+                      fallback_count=0)
+
+
+def test_the_anthropic_endpoint_reports_a_stop_sequence_as_anthropic_does():
+    """The proxy's /v1/messages answer carries stop_reason "stop_sequence" and the sequence, in the documented
+    places: the message (anthropic_message_stop_sequence.json) and the stream's message_delta
+    (anthropic_stream_stop_sequence.sse)."""
+    from decimal import Decimal
+
+    from proxy.formatting import AnthropicEvents, anthropic_message
+
+    documented = load("anthropic_message_stop_sequence.json")["body"]
+    body = json.loads(anthropic_message(_facts(), "1, 2, 3, 4", "stop", Usage(12, 11), Decimal(0), Decimal(0),
+                                        ", 5"))
+    assert (body["stop_reason"], body["stop_sequence"]) == (documented["stop_reason"], documented["stop_sequence"])
+    assert set(documented) <= set(body)
+    events = AnthropicEvents.finish("stop", Usage(12, 11), Decimal(0), Decimal(0), ", 5").decode()
+    delta = next(json.loads(line[6:]) for line in events.splitlines() if '"message_delta"' in line
+                 and line.startswith("data: "))
+    assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": ", 5"}
+    # Without a sequence: end_turn and null, as before; a length stop stays max_tokens.
+    plain = json.loads(anthropic_message(_facts(), "x", "stop", Usage(), Decimal(0), Decimal(0)))
+    assert (plain["stop_reason"], plain["stop_sequence"]) == ("end_turn", None)
+    cut = json.loads(anthropic_message(_facts(), "x", "length", Usage(), Decimal(0), Decimal(0)))
+    assert (cut["stop_reason"], cut["stop_sequence"]) == ("max_tokens", None)
+
+
+@pytest.mark.parametrize("model, temperature, sent", [
+    ("kimi-k2.5", 1.5, 1.0), ("moonshot-v1-8k", 0.7, 0.7), ("gpt-4o", 1.5, 1.5), ("gpt-4o", 2.0, 2.0)])
+def test_openai_compatible_temperature_is_clamped_to_the_providers_range(model, temperature, sent):
+    request = ChatRequest(messages=[ChatMessage("user", "Hi")], temperature=temperature, seed=7)
+    up = openai_compat.build_request(base_url="https://x/v1", api_key="k", model=model, request=request,
+                                     stream=False, max_tokens=10)
+    assert (up.body["temperature"], up.body["seed"]) == (sent, 7)
+
+
+def test_anthropic_gets_no_seed_and_a_temperature_within_0_to_1():
+    request = ChatRequest(messages=[ChatMessage("user", "Hi")], temperature=0.4, seed=7)
+    up = anthropic.build_request(base_url="https://x", api_key="k", model="claude-opus-4-6", request=request,
+                                 stream=False, max_tokens=10)
+    assert up.body["temperature"] == 0.4 and "seed" not in up.body
