@@ -84,10 +84,11 @@ def route_facts(request_id: str, result) -> fmt.RouteFacts:
                           route=result.smart.header if result.smart is not None else "fixed")
 
 
-def _record_usage_sync(*, identity: KeyIdentity, request_id: str, result) -> Decimal:
+def _record_usage_sync(*, identity: KeyIdentity, request_id: str, result, end_user: str | None = None) -> Decimal:
     try:
         row = metering.record(tenant=identity.tenant, source="api", key=usage_key(request_id),
-                              user_id=identity.user_id, api_key_id=identity.key_id, result=result)
+                              user_id=identity.user_id, api_key_id=identity.key_id, result=result,
+                              end_user=end_user)
     except (InterfaceError, OperationalError):
         # Runs on an executor thread outside Django's request cycle, which keeps its connection between calls
         # (a round trip cheaper than handing it back to the pool each time); a broken one is dropped here so
@@ -153,10 +154,12 @@ class Call:
 
     async def _record(self, result, billed: Decimal) -> None:
         try:
-            stored = await _record_usage(identity=self.identity, request_id=self.request_id, result=result)
+            stored = await _record_usage(identity=self.identity, request_id=self.request_id, result=result,
+                                         end_user=self.call.end_user)
         except (InterfaceError, OperationalError) as exc:
             await _record_later(tenant=self.identity.tenant, source="api", key=usage_key(self.request_id),
-                                user_id=self.identity.user_id, api_key_id=self.identity.key_id, result=result)
+                                user_id=self.identity.user_id, api_key_id=self.identity.key_id, result=result,
+                                end_user=self.call.end_user)
             logger.warning("usage row api:%s kept in the outbox: the database is unavailable (%s)",
                            self.request_id, exc)
             stored = billed

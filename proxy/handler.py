@@ -32,7 +32,7 @@ from . import formatting as fmt
 from .auth import KeyIdentity, aauthenticate_key
 from .call import Call, route_facts, usage_key
 from .errors import ANTHROPIC, OPENAI, ProxyError, error_body, error_headers, error_payload
-from .parsing import ParsedCall, parse_anthropic, parse_openai
+from .parsing import ParsedCall, check_anthropic_version, parse_anthropic, parse_openai
 from .ratelimit import rate_limit_call, rate_limit_decision
 
 logger = logging.getLogger("proxy")
@@ -107,7 +107,10 @@ async def _admit(headers: Mapping[str, str], body: bytes, protocol: str, request
     if len(body) > max_body_bytes():
         raise ProxyError("too_large", f"The request body is over the {max_body_bytes()} byte limit.")
     identity = await authenticate(headers, protocol)
-    call = parse_anthropic(body) if protocol == ANTHROPIC else parse_openai(body)
+    if protocol == ANTHROPIC:
+        call = parse_anthropic(body, check_anthropic_version(headers))
+    else:
+        call = parse_openai(body)
     _check_plan(identity, call)
     estimate = call.estimated_input_tokens()
     decision, health = await _limits_and_health(identity, estimate)
@@ -166,8 +169,11 @@ async def _complete(runner: Call, protocol: str) -> ProxyResponse:
     if result.finish_reason == FINISH_ERROR:
         # The answer broke off upstream; the tokens it used are billed, the client gets a clear 502.
         raise ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
-    body_fn = fmt.anthropic_message if protocol == ANTHROPIC else fmt.openai_completion
-    body = body_fn(facts, result.text, result.finish_reason, result.usage, result.cost, billed)
+    if protocol == ANTHROPIC:
+        body = fmt.anthropic_message(facts, result.text, result.finish_reason, result.usage, result.cost, billed,
+                                     result.stop_sequence)
+    else:
+        body = fmt.openai_completion(facts, result.text, result.finish_reason, result.usage, result.cost, billed)
     headers = [JSON] + fmt.routing_headers(facts) + fmt.money_headers(result.cost, billed)
     return ProxyResponse(200, headers, body)
 
@@ -232,7 +238,7 @@ def _relay_item(runner: Call, protocol: str, events, item, out: list[bytes]) -> 
             error = ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
             out.append(events.error(error_payload(error, protocol, runner.request_id)))
         elif protocol == ANTHROPIC:
-            out.append(events.finish(result.finish_reason, result.usage, result.cost, billed))
+            out.append(events.finish(result.finish_reason, result.usage, result.cost, billed, result.stop_sequence))
         else:
             out.append(events.finish(result.finish_reason))
             if runner.call.include_usage:

@@ -1,14 +1,48 @@
 """Request parsing for both wire protocols, into one `ParsedCall` the handler routes.
 
-Validation happens here, before any quota is spent: a malformed body, an unknown field or a field whose meaning
-we cannot honour (tools, n > 1, images, JSON mode...) raises ProxyError("invalid") naming the field, instead of
-being dropped silently and giving the client an answer it did not ask for.
+Validation happens here, before any quota is spent. Every request field is either forwarded to the providers
+that honour it, recorded, or refused with ProxyError("invalid") naming the field: nothing is dropped silently,
+so a client never gets an answer it did not ask for. An unknown field is refused too. The decisions (kept in
+step with docs/contracts.md, "proxy: request fields"):
+
+OpenAI `POST /v1/chat/completions`
+  forwarded      messages (text parts; system/developer become the system prompt), max_tokens /
+                 max_completion_tokens, temperature (clamped per provider: routing.providers), top_p, stop (at most
+                 routing.core.MAX_STOP_SEQUENCES), stream, stream_options.include_usage (answered by the proxy),
+                 seed (to OpenAI-compatible providers; best-effort by OpenAI's own definition, Anthropic has none)
+  recorded       user, safety_identifier: the tenant's end-user id on the usage row (one id: if both are sent
+                 they must agree)
+  accepted as the default only (anything else refused)
+                 n = 1, store = false, service_tier = auto/default, verbosity = medium, metadata = {} (metadata is
+                 kept only with stored completions), tool_choice = none, function_call = none,
+                 response_format = text, modalities = [text], frequency/presence_penalty = 0, logprobs = false,
+                 top_logprobs = 0, logit_bias = {}
+  refused        tools, functions, parallel_tool_calls, audio, prediction, web_search_options, reasoning_effort,
+                 prompt_cache_key, prompt_cache_retention (tool calling, structured output and prompt caching
+                 are future work; reasoning is chosen by the tier), a message's `name`, a content part's keys
+                 other than type and text, any unknown field
+
+Anthropic `POST /v1/messages` (header `anthropic-version` 2023-06-01 or 2026-10-21; absent = 2023-06-01)
+  forwarded      messages (text blocks), system, max_tokens, temperature (0–1), top_p (both refused under
+                 2026-10-21, which removed them), stop_sequences (at most MAX_STOP_SEQUENCES), stream
+  recorded       metadata.user_id: the tenant's end-user id (metadata has no other field)
+  accepted as the default only
+                 service_tier = auto/standard_only (KiwiClaw never buys priority capacity), tool_choice none,
+                 thinking disabled
+  refused        tools, cache_control (top level or on a block), output_config, top_k, thinking enabled,
+                 container, mcp_servers, and any other field
+
+A key sent as null counts as absent (SDK objects round-trip with null fields).
 """
 
-from dataclasses import dataclass, field
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import orjson
 
+from billing.models import END_USER_MAX_LENGTH
+from routing.core import MAX_STOP_SEQUENCES
 from routing.types import ChatMessage, ChatRequest
 
 from .errors import ProxyError
@@ -30,8 +64,7 @@ class ParsedCall:
     request: ChatRequest
     stream: bool
     include_usage: bool = False
-    user: str | None = None
-    metadata: dict = field(default_factory=dict)
+    end_user: str | None = None  # the tenant's end-user id (OpenAI `user` / Anthropic `metadata.user_id`)
 
     def estimated_input_tokens(self) -> int:
         chars = len(self.request.system or "") + sum(len(m.content) for m in self.request.messages)
@@ -81,16 +114,50 @@ def _positive_int(data: dict, name: str) -> int | None:
     return value
 
 
-def _stop_list(value, name: str, max_items: int) -> tuple[str, ...] | None:
+def _stop_list(value, name: str) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str):
         value = [value]
-    if (not isinstance(value, list) or len(value) > max_items
+    if (not isinstance(value, list) or len(value) > MAX_STOP_SEQUENCES
             or not all(isinstance(s, str) and s for s in value)):
-        raise _invalid(f"`{name}` must be a non-empty string or a list of at most {max_items} non-empty strings.",
-                       name)
+        raise _invalid(f"`{name}` must be a non-empty string or a list of at most {MAX_STOP_SEQUENCES} non-empty "
+                       "strings.", name)
     return tuple(value) or None
+
+
+END_USER_MAX = END_USER_MAX_LENGTH  # the usage row's column; Anthropic documents metadata.user_id up to 256
+_END_USER = re.compile(rf"[\x21-\x7e]{{1,{END_USER_MAX}}}")
+
+
+def _end_user(value, name: str) -> str | None:
+    """An end-user id to record: an opaque id (a hash, a uuid, your own user id) of printable ASCII without
+    spaces, at most END_USER_MAX characters. An empty string means none."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or not _END_USER.fullmatch(value):
+        raise _invalid(f"`{name}` must be an opaque id of at most {END_USER_MAX} printable ASCII characters "
+                       "without spaces (a hash or uuid of your user, not personal data).", name)
+    return value
+
+
+ANTHROPIC_VERSIONS = ("2023-06-01", "2026-10-21")
+# API version 2026-10-21 removed the sampling parameters: a request that sends one is refused, even at its default
+# (https://platform.claude.com/docs/en/api/migration-2026-10-21).
+_SAMPLING_REMOVED = {"2026-10-21": ("temperature", "top_p", "top_k")}
+
+
+def check_anthropic_version(headers: Mapping[str, str]) -> str:
+    """The `anthropic-version` header of a /v1/messages request: 2023-06-01 or 2026-10-21 (what the current SDKs
+    send). Absent is taken as 2023-06-01, as before this check (curl users, older clients); 2023-01-01 (another
+    stream format) or an unknown value is refused, naming the header."""
+    version = headers.get("anthropic-version")
+    if version is None:
+        return ANTHROPIC_VERSIONS[0]
+    if version not in ANTHROPIC_VERSIONS:
+        raise _invalid(f"`anthropic-version` {version!r} is not supported: use one of "
+                       f"{', '.join(ANTHROPIC_VERSIONS)}.", "anthropic-version")
+    return version
 
 
 def _text_parts(content, where: str) -> str:
@@ -105,8 +172,18 @@ def _text_parts(content, where: str) -> str:
         if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
             kind = part.get("type") if isinstance(part, dict) else type(part).__name__
             raise _invalid(f"`{where}[{i}]` is a {kind!r} part; only text parts are supported.", f"{where}[{i}]")
+        if len(part) > 2:
+            _no_extra_keys(part, ("type", "text"), f"{where}[{i}]")
         texts.append(part["text"])
     return "\n".join(texts)
+
+
+def _no_extra_keys(item: dict, allowed: tuple[str, ...], where: str) -> None:
+    """Refuse a key the router would otherwise drop (a message's `name`, a block's `cache_control`...); a key
+    sent as null counts as absent (SDK objects round-trip with null fields)."""
+    for key, value in item.items():
+        if key not in allowed and value is not None:
+            raise _invalid(f"`{where}.{key}` is not supported by KiwiClaw.", f"{where}.{key}")
 
 
 def _reject(data: dict, name: str, ok: bool, why: str) -> None:
@@ -127,7 +204,7 @@ OPENAI_KNOWN = frozenset({
     "stream_options", "user", "metadata", "n", "tools", "tool_choice", "functions", "function_call",
     "parallel_tool_calls", "response_format", "audio", "modalities", "logprobs", "top_logprobs", "logit_bias",
     "frequency_penalty", "presence_penalty", "seed", "store", "service_tier", "prediction", "web_search_options",
-    "reasoning_effort", "prompt_cache_key", "safety_identifier", "verbosity",
+    "reasoning_effort", "prompt_cache_key", "prompt_cache_retention", "safety_identifier", "verbosity",
 })
 
 
@@ -138,6 +215,7 @@ def parse_openai(body: bytes) -> ParsedCall:
 
     _reject(data, "n", data.get("n") in (None, 1), "only one choice (n = 1) is generated.")
     _reject(data, "tools", not data.get("tools"), "tool calling is not available through the router.")
+    _reject(data, "parallel_tool_calls", data.get("parallel_tool_calls") is None, "tool calling is not available through the router.")
     _reject(data, "functions", not data.get("functions"), "function calling is not available through the router.")
     _reject(data, "tool_choice", data.get("tool_choice") in (None, "none"), "tool calling is not available.")
     _reject(data, "function_call", data.get("function_call") in (None, "none"), "function calling is not available.")
@@ -155,6 +233,20 @@ def parse_openai(body: bytes) -> ParsedCall:
     _reject(data, "web_search_options", data.get("web_search_options") is None, "web search is not available.")
     _reject(data, "reasoning_effort", data.get("reasoning_effort") is None,
             "reasoning effort is chosen by the tier; use model \"max\" for maximum reasoning.")
+    _reject(data, "store", data.get("store") in (None, False), "stored completions are not available.")
+    _reject(data, "metadata", data.get("metadata") in (None, {}),
+            "metadata is kept only with stored completions, which are not available; send your end-user id "
+            "in `user`.")
+    _reject(data, "service_tier", data.get("service_tier") in (None, "auto", "default"),
+            "requests run on the providers' default tier (\"auto\" or \"default\").")
+    _reject(data, "verbosity", data.get("verbosity") in (None, "medium"), "only the default (medium) is available.")
+    _reject(data, "prompt_cache_key", data.get("prompt_cache_key") is None, "prompt caching controls are not "
+            "available yet.")
+    _reject(data, "prompt_cache_retention", data.get("prompt_cache_retention") is None, "prompt caching controls "
+            "are not available yet.")
+    seed = data.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -2**63 <= seed < 2**63):
+        raise _invalid("`seed` must be an integer.", "seed")
 
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
@@ -172,6 +264,8 @@ def parse_openai(body: bytes) -> ParsedCall:
             raise _invalid(f"`{where}.role` must be one of system, developer, user, assistant.", f"{where}.role")
         if "content" not in msg or msg["content"] is None:
             raise _invalid(f"`{where}.content` is required.", f"{where}.content")
+        if len(msg) > 2:
+            _no_extra_keys(msg, ("role", "content"), where)
         text = _text_parts(msg["content"], f"{where}.content")
         if role in ("system", "developer"):
             system_parts.append(text)
@@ -194,12 +288,10 @@ def parse_openai(body: bytes) -> ParsedCall:
         include_usage = options.get("include_usage") is True
 
     max_tokens = _positive_int(data, "max_completion_tokens") or _positive_int(data, "max_tokens")
-    user = data.get("user")
-    if user is not None and not isinstance(user, str):
-        raise _invalid("`user` must be a string.", "user")
-    metadata = data.get("metadata") or {}
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise _invalid("`metadata` must be an object of string values.", "metadata")
+    end_user = _end_user(data.get("user"), "user")
+    safety_identifier = _end_user(data.get("safety_identifier"), "safety_identifier")
+    if end_user and safety_identifier and end_user != safety_identifier:
+        raise _invalid("`safety_identifier` and `user` name different end users; send one id.", "safety_identifier")
 
     request = ChatRequest(
         messages=tuple(messages),
@@ -207,25 +299,29 @@ def parse_openai(body: bytes) -> ParsedCall:
         max_tokens=max_tokens,
         temperature=_number(data, "temperature", 0, 2),
         top_p=_number(data, "top_p", 0, 1),
-        stop=_stop_list(data.get("stop"), "stop", 4),
+        stop=_stop_list(data.get("stop"), "stop"),
         stream=stream,
+        seed=seed,
     )
     return ParsedCall(protocol="openai", model=model, tier=tier, endpoint=endpoint, request=request,
-                      stream=stream, include_usage=include_usage, user=user, metadata=metadata)
+                      stream=stream, include_usage=include_usage, end_user=end_user or safety_identifier)
 
 
 # --- Anthropic messages ---
 
 ANTHROPIC_KNOWN = frozenset({
     "model", "messages", "system", "max_tokens", "temperature", "top_p", "top_k", "stop_sequences", "stream",
-    "metadata", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
+    "metadata", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers", "cache_control",
+    "output_config",
 })
 
 
-def parse_anthropic(body: bytes) -> ParsedCall:
+def parse_anthropic(body: bytes, version: str = ANTHROPIC_VERSIONS[0]) -> ParsedCall:
     data = load_json_object(body)
     _check_unknown(data, ANTHROPIC_KNOWN)
     model, tier, endpoint = _model(data)
+    for name in _SAMPLING_REMOVED.get(version, ()):
+        _reject(data, name, False, f"anthropic-version {version} has no sampling parameters.")
 
     _reject(data, "tools", not data.get("tools"), "tool use is not available through the router.")
     _reject(data, "tool_choice", data.get("tool_choice") is None
@@ -237,6 +333,11 @@ def parse_anthropic(body: bytes) -> ParsedCall:
     _reject(data, "top_k", data.get("top_k") is None, "top_k sampling is not available.")
     _reject(data, "container", data.get("container") is None, "containers are not available.")
     _reject(data, "mcp_servers", not data.get("mcp_servers"), "MCP servers are not available.")
+    _reject(data, "cache_control", data.get("cache_control") is None, "prompt caching controls are not available yet.")
+    _reject(data, "output_config", data.get("output_config") is None, "output formats and effort are not available; effort is chosen by the "
+            "tier.")
+    _reject(data, "service_tier", data.get("service_tier") in (None, "auto", "standard_only"),
+            "use \"auto\" or \"standard_only\" (requests run on standard capacity).")
 
     max_tokens = _positive_int(data, "max_tokens")
     if max_tokens is None:
@@ -256,6 +357,8 @@ def parse_anthropic(body: bytes) -> ParsedCall:
             raise _invalid(f"`{where}.role` must be \"user\" or \"assistant\".", where)
         if "content" not in msg:
             raise _invalid(f"`{where}.content` is required.", where)
+        if len(msg) > 2:
+            _no_extra_keys(msg, ("role", "content"), where)
         messages.append(ChatMessage(role=msg["role"], content=_text_parts(msg["content"], f"{where}.content")))
 
     stream = data.get("stream")
@@ -264,9 +367,10 @@ def parse_anthropic(body: bytes) -> ParsedCall:
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise _invalid("`metadata` must be an object.", "metadata")
-    user = metadata.get("user_id")
-    if user is not None and not isinstance(user, str):
-        raise _invalid("`metadata.user_id` must be a string.", "metadata.user_id")
+    for name in metadata:
+        if name != "user_id":
+            raise _invalid(f"`metadata.{name}` is not a metadata field: only `user_id` is.", f"metadata.{name}")
+    end_user = _end_user(metadata.get("user_id"), "metadata.user_id")
 
     request = ChatRequest(
         messages=tuple(messages),
@@ -274,8 +378,8 @@ def parse_anthropic(body: bytes) -> ParsedCall:
         max_tokens=max_tokens,
         temperature=_number(data, "temperature", 0, 1),
         top_p=_number(data, "top_p", 0, 1),
-        stop=_stop_list(data.get("stop_sequences"), "stop_sequences", 16),
+        stop=_stop_list(data.get("stop_sequences"), "stop_sequences"),
         stream=bool(stream),
     )
     return ParsedCall(protocol="anthropic", model=model, tier=tier, endpoint=endpoint, request=request,
-                      stream=bool(stream), include_usage=True, user=user, metadata=metadata)
+                      stream=bool(stream), include_usage=True, end_user=end_user)

@@ -53,3 +53,61 @@ def test_bearer_header_works_as_well_as_x_api_key(server, alice_key):
                                                                  "anthropic-version": "2023-06-01"},
                           json={"model": "auto", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]})
     assert response.status_code == 200 and response.json()["type"] == "message"
+
+
+def test_a_stop_sequence_stop_names_the_sequence_when_claude_answers(anthropic_client, fake_provider):
+    message = anthropic_client.messages.create(model="max", max_tokens=100, stop_sequences=["zulu", " charlie"],
+                                               messages=[{"role": "user", "content": "count"}])
+    assert message.content[0].text == "Echo from claude-opus-4-6: count alpha bravo"
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", " charlie")
+    with anthropic_client.messages.stream(model="max", max_tokens=100, stop_sequences=[" charlie"],
+                                          messages=[{"role": "user", "content": "count"}]) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].text == "Echo from claude-opus-4-6: count alpha bravo"
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", " charlie")
+    assert [r["params"]["stop_sequences"] for r in fake_provider.requests()] == [["zulu", " charlie"], [" charlie"]]
+    rows = usage_rows(2)
+    assert [row.output_tokens for row in rows] == [message.usage.output_tokens, final.usage.output_tokens] == [6, 6]
+
+
+def test_a_stop_sequence_stop_at_an_openai_compatible_provider_is_an_end_turn(anthropic_client, fake_provider):
+    # The OpenAI API's finish_reason "stop" does not say whether (or which) stop sequence matched.
+    message = anthropic_client.messages.create(model="auto", max_tokens=100, stop_sequences=[" charlie"],
+                                               messages=[{"role": "user", "content": "count"}])
+    assert message.content[0].text == "Echo from kimi-k2.5: count alpha bravo"
+    assert (message.stop_reason, message.stop_sequence) == ("end_turn", None)
+    assert fake_provider.requests()[0]["params"]["stop"] == [" charlie"]
+
+
+def test_metadata_user_id_is_recorded_as_the_end_user(anthropic_client):
+    anthropic_client.messages.create(model="auto", max_tokens=20, metadata={"user_id": "hashed-user-42"},
+                                     messages=[{"role": "user", "content": "hi"}])
+    [row] = usage_rows(1)
+    assert row.end_user == "hashed-user-42"
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    ({"metadata": {"user_id": "u" * 257}}, "metadata.user_id"),
+    ({"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop_sequences"),
+])
+def test_bad_input_is_a_400_naming_it_and_writes_no_row(anthropic_client, fake_provider, kwargs, named):
+    import anthropic
+
+    with pytest.raises(anthropic.BadRequestError) as info:
+        anthropic_client.messages.create(model="auto", max_tokens=20, messages=[{"role": "user", "content": "hi"}],
+                                         **kwargs)
+    assert f"`{named}`" in info.value.message
+    assert fake_provider.requests() == []
+    assert usage_rows(0, settle=0.2) == []
+
+
+def test_an_unknown_anthropic_version_is_refused_by_name(server, alice_key, fake_provider):
+    import anthropic
+
+    client = anthropic.Anthropic(api_key=alice_key, base_url=server.url, max_retries=0,
+                                 default_headers={"anthropic-version": "2023-01-01"})
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.messages.create(model="auto", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
+    client.close()
+    assert "`anthropic-version`" in info.value.message
+    assert fake_provider.requests() == [] and usage_rows(0, settle=0.2) == []

@@ -124,3 +124,36 @@ def test_streamed_text_goes_out_while_the_answer_is_still_being_generated(server
         for _ in lines:  # the read timeout ends the answer; the rest of the stream follows
             pass
     assert len(usage_rows(1)) == 1
+
+
+@pytest.mark.parametrize("model, upstream", [("auto", "kimi-k2.5"), ("max", "claude-opus-4-6")])
+def test_the_fake_provider_honours_stop_whichever_provider_answers(openai_client, fake_provider, model, upstream):
+    completion = openai_client.chat.completions.create(model=model, messages=[{"role": "user", "content": "count"}],
+                                                       stop=[" charlie"])
+    assert completion.choices[0].message.content == f"Echo from {upstream}: count alpha bravo"
+    assert completion.choices[0].finish_reason == "stop"
+
+
+def test_user_is_recorded_as_the_end_user_and_seed_is_forwarded(openai_client, fake_provider):
+    openai_client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}],
+                                          user="tenant-user-1", seed=11)
+    [row] = usage_rows(1)
+    assert row.end_user == "tenant-user-1"
+    assert fake_provider.requests()[0]["params"]["seed"] == 11
+
+
+@pytest.mark.parametrize("kwargs, param", [
+    ({"user": "x" * 257}, "user"),
+    ({"user": "two words"}, "user"),
+    ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"metadata": {"team": "a"}}, "metadata"),
+    ({"seed": 1, "store": True}, "store"),
+])
+def test_bad_input_is_a_400_naming_it_and_writes_no_row(openai_client, fake_provider, kwargs, param):
+    import openai
+
+    with pytest.raises(openai.BadRequestError) as info:
+        openai_client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}], **kwargs)
+    assert info.value.body["param"] == param
+    assert fake_provider.requests() == []
+    assert usage_rows(0, settle=0.2) == []

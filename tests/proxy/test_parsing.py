@@ -28,13 +28,14 @@ def test_openai_request_maps_onto_the_core_request():
             {"role": "user", "content": "more"},
         ],
         max_completion_tokens=100, temperature=0.5, top_p=0.9, stop="END", stream=True,
-        stream_options={"include_usage": True}, user="u1", metadata={"k": "v"}, seed=3,
+        stream_options={"include_usage": True}, user="u1", seed=3,
     )
     assert (call.tier, call.endpoint, call.stream, call.include_usage) == ("max", None, True, True)
     req = call.request
     assert req.system == "Be brief.\n\nNo jokes."
     assert [(m.role, m.content) for m in req.messages] == [("user", "a\nb"), ("assistant", "ok"), ("user", "more")]
     assert (req.max_tokens, req.temperature, req.top_p, req.stop) == (100, 0.5, 0.9, ("END",))
+    assert (req.seed, call.end_user) == (3, "u1")
 
 
 def test_openai_model_that_is_not_a_tier_is_an_endpoint_slug():
@@ -63,6 +64,19 @@ def test_openai_model_that_is_not_a_tier_is_an_endpoint_slug():
     ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"stream_options": {"include_usage": True}}, "stream_options"),
     ({"stream": "yes"}, "stream"),
+    ({"store": True}, "store"),
+    ({"metadata": {"k": "v"}}, "metadata"),
+    ({"service_tier": "priority"}, "service_tier"),
+    ({"verbosity": "low"}, "verbosity"),
+    ({"prompt_cache_key": "k"}, "prompt_cache_key"),
+    ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+    ({"seed": 1.5}, "seed"),
+    ({"user": "x" * 257}, "user"),
+    ({"user": "has space"}, "user"),
+    ({"safety_identifier": "a", "user": "b"}, "safety_identifier"),
+    ({"messages": [{"role": "user", "content": "hi", "name": "bob"}]}, "messages[0].name"),
+    ({"messages": [{"role": "user", "content": [{"type": "text", "text": "x", "extra": 1}]}]},
+     "messages[0].content[0].extra"),
 ])
 def test_openai_unsupported_or_malformed_fields_are_refused_by_name(fields, param):
     with pytest.raises(ProxyError) as info:
@@ -73,8 +87,16 @@ def test_openai_unsupported_or_malformed_fields_are_refused_by_name(fields, para
 
 def test_openai_harmless_defaults_are_accepted():
     call = _openai(n=1, response_format={"type": "text"}, presence_penalty=0, frequency_penalty=0,
-                   tool_choice="none", tools=[], logprobs=False)
-    assert call.request.messages[0].content == "hi"
+                   tool_choice="none", tools=[], logprobs=False, store=False, metadata={}, service_tier="auto",
+                   verbosity="medium", user="", messages=[{"role": "assistant", "content": "a", "refusal": None},
+                                                          {"role": "user", "content": "hi"}])
+    assert call.request.messages[-1].content == "hi"
+    assert call.end_user is None
+
+
+def test_openai_safety_identifier_is_the_end_user_id():
+    assert _openai(safety_identifier="h-123").end_user == "h-123"
+    assert _openai(safety_identifier="h-123", user="h-123").end_user == "h-123"
 
 
 @pytest.mark.parametrize("body", [b"", b"not json", b"[1, 2]", b'"text"'])
@@ -85,9 +107,9 @@ def test_body_that_is_not_a_json_object_is_refused(body):
 
 
 def test_anthropic_request_maps_onto_the_core_request():
-    call = _anthropic(system=[{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+    call = _anthropic(system=[{"type": "text", "text": "Be brief."}],
                       stop_sequences=["STOP"], temperature=0.2, stream=True, metadata={"user_id": "u9"})
-    assert (call.tier, call.stream, call.user) == ("max", True, "u9")
+    assert (call.tier, call.stream, call.end_user) == ("max", True, "u9")
     assert (call.request.system, call.request.stop, call.request.max_tokens) == ("Be brief.", ("STOP",), 50)
 
 
@@ -100,9 +122,56 @@ def test_anthropic_request_maps_onto_the_core_request():
     ({"messages": [{"role": "system", "content": "x"}]}, "messages.0"),
     ({"messages": [{"role": "user", "content": [{"type": "image", "source": {}}]}]}, "messages.0.content[0]"),
     ({"unknown_field": True}, "unknown_field"),
+    ({"cache_control": {"type": "ephemeral"}}, "cache_control"),
+    ({"system": [{"type": "text", "text": "x", "cache_control": {"type": "ephemeral"}}]}, "system[0].cache_control"),
+    ({"metadata": {"user_id": "u", "team": "t"}}, "metadata.team"),
+    ({"metadata": {"user_id": "é"}}, "metadata.user_id"),
+    ({"service_tier": "priority"}, "service_tier"),
+    ({"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop_sequences"),
+    ({"output_config": {"effort": "high"}}, "output_config"),
 ])
 def test_anthropic_unsupported_or_malformed_fields_are_refused_by_name(fields, param):
     with pytest.raises(ProxyError) as info:
         _anthropic(**fields)
     assert info.value.case == "invalid"
     assert info.value.param == param
+
+
+def test_anthropic_service_tiers_on_standard_capacity_are_accepted():
+    assert _anthropic(service_tier="standard_only").request.messages[0].content == "hi"
+    assert _anthropic(service_tier="auto", metadata={"user_id": None}).end_user is None
+
+
+def test_one_stop_sequence_limit_for_both_protocols_and_the_core():
+    from routing.core import MAX_STOP_SEQUENCES
+
+    stops = [f"s{i}" for i in range(MAX_STOP_SEQUENCES)]
+    assert _openai(stop=stops).request.stop == tuple(stops)
+    assert _anthropic(stop_sequences=stops).request.stop == tuple(stops)
+    for parse, name in ((_openai, "stop"), (_anthropic, "stop_sequences")):
+        with pytest.raises(ProxyError) as info:
+            parse(**{name: [*stops, "one more"]})
+        assert info.value.param == name and str(MAX_STOP_SEQUENCES) in info.value.message
+
+
+@pytest.mark.parametrize("version, ok", [("2023-06-01", True), ("2026-10-21", True), (None, True),
+                                         ("2023-01-01", False), ("2099-01-01", False), ("", False)])
+def test_anthropic_version_header(version, ok):
+    from proxy.parsing import check_anthropic_version
+
+    headers = {} if version is None else {"anthropic-version": version}
+    if ok:
+        assert check_anthropic_version(headers) == (version or "2023-06-01")
+    else:
+        with pytest.raises(ProxyError) as info:
+            check_anthropic_version(headers)
+        assert info.value.param == "anthropic-version"
+
+
+@pytest.mark.parametrize("name", ["temperature", "top_p"])
+def test_anthropic_version_2026_10_21_has_no_sampling_parameters(name):
+    assert getattr(_anthropic(**{name: 0.5}).request, name) == 0.5  # 2023-06-01
+    with pytest.raises(ProxyError) as info:
+        parse_anthropic(orjson.dumps({"model": "max", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
+                                      name: 1.0}), "2026-10-21")
+    assert info.value.param == name
