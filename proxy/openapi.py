@@ -15,6 +15,8 @@ _STRING_OR_TEXT_PARTS = {
     ]
 }
 _NULLABLE_INT = {"type": "integer", "nullable": True}
+# proxy/parsing.py's end-user id: an opaque id of printable ASCII without spaces ("" means none).
+_END_USER = {"type": "string", "nullable": True, "maxLength": 256, "pattern": "^[\\x21-\\x7e]*$"}
 _MONEY = {"type": "number", "description": "USD, exact decimal."}
 
 COMPONENTS = {
@@ -40,8 +42,9 @@ COMPONENTS = {
     },
     "ChatCompletionRequest": {
         "type": "object", "required": ["model", "messages"],
-        "description": "OpenAI chat completions. Unsupported fields that change meaning (n > 1, tools, "
-                       "response_format other than text, audio, logprobs...) are refused with 400.",
+        "description": "OpenAI chat completions. Every field is forwarded, recorded or refused with a 400 "
+                       "naming it (n > 1, tools, response_format other than text, audio, logprobs, store, "
+                       "service tiers other than auto/default...; the table is in docs/contracts.md).",
         "properties": {
             "model": {"type": "string", "description": "auto, max, kiwiclaw/auto, kiwiclaw/max, or (where "
                                                        "the plan allows) a catalog model from /v1/models."},
@@ -57,8 +60,12 @@ COMPONENTS = {
             "stream": {"type": "boolean", "nullable": True},
             "stream_options": {"type": "object", "nullable": True,
                                "properties": {"include_usage": {"type": "boolean"}}},
-            "user": {"type": "string", "nullable": True},
-            "metadata": {"type": "object", "nullable": True, "additionalProperties": {"type": "string"}},
+            "seed": {"type": "integer", "nullable": True,
+                     "description": "Sent to OpenAI-compatible providers (best-effort determinism)."},
+            "user": {**_END_USER, "description": "Your end user's opaque id, kept on the usage row (end_user)."},
+            "safety_identifier": {**_END_USER, "description": "Same as `user` (if both are sent they must agree)."},
+            "metadata": {"type": "object", "nullable": True, "maxProperties": 0,
+                         "description": "Only {}: metadata is kept with stored completions, which are not offered."},
         },
     },
     "Usage": {
@@ -107,7 +114,8 @@ COMPONENTS = {
             "top_p": {"type": "number", "minimum": 0, "maximum": 1},
             "stop_sequences": {"type": "array", "items": {"type": "string"}},
             "stream": {"type": "boolean"},
-            "metadata": {"type": "object", "properties": {"user_id": {"type": "string"}}},
+            "metadata": {"type": "object", "additionalProperties": False, "properties": {
+                "user_id": {**_END_USER, "description": "Your end user's opaque id, kept on the usage row."}}},
         },
     },
     "AnthropicMessage": {
@@ -192,8 +200,8 @@ def add_proxy_paths(result, generator, request, public):
     paths["/v1/messages"] = _post(
         "Messages", "AnthropicMessagesRequest", "AnthropicMessage", "AnthropicError",
         [{"anthropicKey": []}, {"apiKey": []}],
-        "Anthropic-compatible (`x-api-key` or Bearer; `anthropic-version` accepted). Streams Anthropic's event "
-        "sequence.")
+        "Anthropic-compatible (`x-api-key` or Bearer; `anthropic-version` 2023-06-01 or 2026-10-21, absent "
+        "meaning 2023-06-01, anything else a 400). Streams Anthropic's event sequence.")
     paths["/v1/models"] = {"get": {
         "operationId": "models_list", "summary": "Models", "tags": ["proxy"], "security": bearer,
         "description": "The tiers, and the catalog models where the plan allows naming them, for this key.",

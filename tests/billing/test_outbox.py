@@ -72,3 +72,10 @@ def test_an_entry_that_can_never_apply_is_moved_aside_not_retried_forever(acme, 
     assert outbox.drain()["dead"] == 1
     assert outbox.depth() == 0 and not UsageRecord.objects.filter(key="api:req-3").exists()
     assert (outbox.spool_dir() / "dead" / path.name).exists()
+
+
+def test_an_entry_keeps_the_end_user_id(acme, spool, redis_client):
+    metering.record_later(tenant=acme, source="api", key="api:req-eu", user_id=None, api_key_id=None,
+                          result=_result(), end_user="cust-1")
+    assert outbox.drain()["applied"] == 1
+    assert UsageRecord.objects.get(key="api:req-eu").end_user == "cust-1"
