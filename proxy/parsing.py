@@ -32,7 +32,8 @@ Anthropic `POST /v1/messages` (header `anthropic-version` 2023-06-01 or 2026-10-
   refused        tools, cache_control (top level or on a block), output_config, top_k, thinking enabled,
                  container, mcp_servers, and any other field
 
-A key sent as null counts as absent (SDK objects round-trip with null fields).
+A key sent as null counts as absent (SDK objects round-trip with null fields), as does an empty list or object
+on a message or content part.
 """
 
 import re
@@ -180,9 +181,9 @@ def _text_parts(content, where: str) -> str:
 
 def _no_extra_keys(item: dict, allowed: tuple[str, ...], where: str) -> None:
     """Refuse a key the router would otherwise drop (a message's `name`, a block's `cache_control`...); a key
-    sent as null counts as absent (SDK objects round-trip with null fields)."""
+    sent as null or empty counts as absent (SDK objects round-trip with `"tool_calls": null` or `[]`)."""
     for key, value in item.items():
-        if key not in allowed and value is not None:
+        if key not in allowed and value is not None and value != [] and value != {}:
             raise _invalid(f"`{where}.{key}` is not supported by KiwiClaw.", f"{where}.{key}")
 
 

@@ -88,7 +88,8 @@ def test_openai_unsupported_or_malformed_fields_are_refused_by_name(fields, para
 def test_openai_harmless_defaults_are_accepted():
     call = _openai(n=1, response_format={"type": "text"}, presence_penalty=0, frequency_penalty=0,
                    tool_choice="none", tools=[], logprobs=False, store=False, metadata={}, service_tier="auto",
-                   verbosity="medium", user="", messages=[{"role": "assistant", "content": "a", "refusal": None},
+                   verbosity="medium", user="", messages=[{"role": "assistant", "content": "a", "refusal": None,
+                                                           "tool_calls": [], "annotations": []},
                                                           {"role": "user", "content": "hi"}])
     assert call.request.messages[-1].content == "hi"
     assert call.end_user is None
