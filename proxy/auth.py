@@ -229,31 +229,34 @@ def _store(key_hash: str, identity: KeyIdentity | None, generation: int) -> None
     _cache[key_hash] = (time.monotonic() + cache_ttl(), identity)
 
 
-async def aauthenticate_key(secret: str | None) -> KeyIdentity | None:
-    """The identity of an active key, or None. Hits Postgres at most once per key per TTL."""
+_MISS = object()
+
+
+def _cache_lookup(secret: str | None) -> tuple[str | None, int, object]:
+    """(key hash, cache generation, identity) for a secret; the identity is None for a secret that cannot be a
+    key, or _MISS when the database must be asked (then `_store` the answer under the generation read here)."""
     if not secret or not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
-        return None
+        return None, 0, None
     key_hash = hash_secret(secret)
     hit, identity = _cached(key_hash)
-    if hit:
-        return identity
-    generation = _generation
-    identity = await _aload(key_hash)
-    _store(key_hash, identity, generation)
+    return key_hash, _generation, identity if hit else _MISS
+
+
+async def aauthenticate_key(secret: str | None) -> KeyIdentity | None:
+    """The identity of an active key, or None. Hits Postgres at most once per key per TTL."""
+    key_hash, generation, identity = _cache_lookup(secret)
+    if identity is _MISS:
+        identity = await _aload(key_hash)
+        _store(key_hash, identity, generation)
     return identity
 
 
 def authenticate_key(secret: str | None) -> KeyIdentity | None:
     """Sync twin for DRF (runs in a thread)."""
-    if not secret or not secret.startswith(API_KEY_PREFIX) or len(secret) > 200:
-        return None
-    key_hash = hash_secret(secret)
-    hit, identity = _cached(key_hash)
-    if hit:
-        return identity
-    generation = _generation
-    identity = _load(key_hash)
-    _store(key_hash, identity, generation)
+    key_hash, generation, identity = _cache_lookup(secret)
+    if identity is _MISS:
+        identity = _load(key_hash)
+        _store(key_hash, identity, generation)
     return identity
 
 
