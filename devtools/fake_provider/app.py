@@ -16,7 +16,8 @@ Scenario options (all optional):
   fail_times       apply `status` only to the first N requests of that model, then answer normally
   ttft_ms          wait before the first byte of the answer
   delay_ms         wait between deltas
-  tokens           number of output tokens (= deltas) of the default answer (default 12)
+  tokens           number of output tokens (= deltas) of the default answer (default 12); with it set, a prompt
+                   asking for code, a table or a list gets the plain echo answer, not the markdown demo (demo.py)
   text             force the answer text (split into tokens at word boundaries)
   error_after      streaming: send N deltas, then a mid-stream error (error_type, default overloaded/server)
   hang             never answer (until the client goes away)
@@ -35,6 +36,7 @@ import json
 import re
 import time
 
+from .demo import demo_answer
 from .protocols import Anthropic, OpenAI
 
 DEFAULT_TOKENS = 12
@@ -60,6 +62,9 @@ def answer_tokens(*, model: str, messages: list[dict], scenario: dict) -> list[s
     content = last_user.get("content")
     if isinstance(content, list):
         content = " ".join(b.get("text", "") for b in content if isinstance(b, dict))
+    demo = None if "tokens" in scenario else demo_answer(model=model, prompt=str(content or ""))
+    if demo is not None:
+        return re.findall(r"\s*\S+\s*$|\s*\S+", demo)
     words = ["Echo", " from", f" {model}:"] + [f" {w}" for w in str(content or "").split()[:8]]
     n = int(scenario.get("tokens", DEFAULT_TOKENS))
     i = 0
