@@ -13,6 +13,7 @@ import redis as redis_lib
 from django.conf import settings
 
 from tests import harness
+from tests.browser import browser_pages  # noqa: F401 (the shared browser fixture, tests/browser.py)
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 # The servers tests start as processes run with DEBUG off, where the hashed (manifest) storage needs a

@@ -1,9 +1,8 @@
 """The billing and finance pages in a real headless Chromium: they fit a 375px screen (wide tables scroll inside
 their own box, never the page), log no console errors, the chart explains each day, the month menu navigates,
 headers sort, and the printed invoice is one clean A4 page. Screenshots go to artifacts/ (gitignored).
-Skipped when /usr/bin/chromium is missing."""
+Chromium is launched by tests/browser.py, which fails when /usr/bin/chromium is missing."""
 
-import os
 import re
 from pathlib import Path
 
@@ -15,17 +14,14 @@ from billing.models import Invoice
 from billing.months import month_start, next_month, previous_month
 from billing.services import invoice_rollup
 from tests.billing.conftest import record_usage
+from tests.browser import launch_chromium
 from tests.factories import make_api_key
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts"
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no Chromium at /usr/bin/chromium"),
 ]
 
 
@@ -70,7 +66,7 @@ def open_pages(request, server_url):
             cookie = client.cookies[django_settings.SESSION_COOKIE_NAME]
             cookies.append({"name": cookie.key, "value": cookie.value, "url": server_url})
         state["manager"] = sync_playwright().start()
-        state["browser"] = state["manager"].chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        state["browser"] = launch_chromium(state["manager"])
         for cookie in cookies:
             context = state["browser"].new_context(viewport={"width": width, "height": 812}, base_url=server_url)
             context.add_cookies([cookie])
