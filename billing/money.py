@@ -110,6 +110,40 @@ def from_units(units: int) -> Decimal:
     return (Decimal(units) / UNITS_PER_DOLLAR).quantize(LEDGER_PLACES)
 
 
+# --- showing money to people ------------------------------------------------------------------------------
+
+# THE display rule, used by every page (the `usd` template filter), message and CSV-free export:
+# - whole cents (invoice amounts, fees, caps, zero) show as cents: $1,234.50, $0.00;
+# - from $1 up, an exact ledger amount shows rounded to the cent, half-up: $12.35;
+# - below $1, an exact ledger amount shows four places ($0.0032, $0.5000), and more when four would hide it:
+#   enough places for two significant digits, up to the ledger's ten ($0.000042, $0.0000000012).
+# So a total and the rows beside it show with the same places whenever they are below $1, and an amount that is
+# not zero never shows as $0.00. Display only: what is billed is rounded by `round_cents`, once, on invoice lines.
+SMALL_PLACES = 4
+SIGNIFICANT = 2
+_LEDGER_EXPONENT = -10
+
+
+def display_places(amount: Decimal) -> int:
+    """How many decimal places `display_usd` shows for `amount`."""
+    amount = abs(amount)
+    if amount == amount.quantize(CENT) or amount >= 1:
+        return 2
+    # The position of the first significant digit after the point (0.0032 → 3), then one more digit.
+    first = -amount.adjusted()
+    return min(max(SMALL_PLACES, first + SIGNIFICANT - 1), -_LEDGER_EXPONENT)
+
+
+def display_usd(amount) -> str:
+    """$1,234.50 · $0.0032 · -$0.42: the one way money is shown to people (see the rule above)."""
+    amount = require_decimal(amount, name="amount")
+    places = display_places(amount)
+    shown = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    if shown == 0:
+        return "$0.00"  # dust under the ledger's precision; and never "-$0.00"
+    return f"-${-shown:,.{places}f}" if shown < 0 else f"${shown:,.{places}f}"
+
+
 def format_usd(amount: Decimal) -> str:
-    """$1,234.50 — for messages to people (not for invoices, which print Decimals as stored)."""
-    return f"${amount.quantize(CENT, rounding=ROUND_HALF_UP):,}"
+    """For messages to people: the same rule as every page."""
+    return display_usd(amount)

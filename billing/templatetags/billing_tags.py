@@ -1,4 +1,4 @@
-"""Billing template helpers: money and number formatting, and the spend banner for tenant admins.
+"""Billing template helpers: money (one display rule for every page) and number formatting, and the spend banner for tenant admins.
 
 base.html shows the banner with `{% load billing_tags %}{% billing_banner %}`.
 """
@@ -9,24 +9,23 @@ from decimal import ROUND_HALF_UP, Decimal
 import redis
 from django import template
 
+from billing.money import display_usd
 from billing.selectors import tenant_budget_status
 
 logger = logging.getLogger(__name__)
 register = template.Library()
 
 BANNER_WARN_SHARE = Decimal("0.8")
-_QUANTUM = {2: Decimal("0.01"), 4: Decimal("0.0001")}
 
 
 @register.filter
-def usd(value, places=2):
-    """$1,234.56 for display. Invoice amounts are already cents; provider costs show more places when asked."""
+def usd(value, _places=None):
+    """Money for people, by the one display rule in billing.money (`display_usd`): cents for whole-cent and
+    larger amounts, enough places below a dollar that a sub-cent amount never shows as $0.00. An argument
+    (`usd:4`, from before the rule) is accepted and ignored, so every page shows an amount the same way."""
     if value is None or value == "":
         return ""
-    if not isinstance(value, Decimal):
-        value = Decimal(value)
-    value = value.quantize(_QUANTUM.get(places) or Decimal(1).scaleb(-int(places)), rounding=ROUND_HALF_UP)
-    return f"-${-value:,}" if value < 0 else f"${value:,}"
+    return display_usd(value if isinstance(value, Decimal) else Decimal(str(value)))
 
 
 @register.filter

@@ -12,7 +12,7 @@ from django.utils.safestring import mark_safe
 
 from tenants.models import Tenant
 
-from .. import selectors
+from .. import selectors, services
 from ..charts import daily_chart
 from ..csv_export import csv_response
 from ..models import Invoice
@@ -97,7 +97,7 @@ def _overview_rows_html(rows, *, mixes: dict, root: str, month_param: str) -> st
 # (sort key or None when the column does not sort, label, numeric). Text columns sort A→Z first, figures
 # largest first: what a person clicking a header expects to see at the top.
 OVERVIEW_COLUMNS = [
-    ("tenant", "Tenant", False), ("plan", "Plan", False), ("status", "Invoice", False),
+    ("tenant", "Workspace", False), ("plan", "Plan", False), ("status", "Invoice", False),
     ("requests", "Requests", True), ("tokens", "Tokens", True), ("cost", "Provider cost", True),
     ("billed", "Billed", True), ("margin", "Margin", True), (None, "Margin %", True),
     ("total", "Invoice total", True), (None, "Smart Auto", False),
@@ -130,6 +130,8 @@ def overview_all_tenants(request):
     month = month_from_request(request)
     sort, descending = _sort_from_request(request)
     month_param = f"{month:%Y-%m}"
+    # The current month is live: rolled up now when beat's periodic rollup has not run yet (or stalled).
+    services.invoice_rollup_if_stale(month=month)
     rows = selectors.invoice_overview_all_tenants(month=month, sort=sort, descending=descending)
     rolled_up_at = selectors.last_rollup_all_tenants(month=month)
     mixes = selectors.routing_mix_all_tenants(month=month, rolled_up_at=rolled_up_at)
@@ -227,6 +229,7 @@ def invoice_list_all_tenants(request):
     if status not in (None, Invoice.STATUS_DRAFT, Invoice.STATUS_FINAL):
         status = None
     month = month_from_request(request) if request.GET.get("month") else None
+    services.invoice_rollup_if_stale(month=month)
     invoices = list(selectors.invoice_list_all_tenants(month=month, status=status)[:INVOICE_LIST_LIMIT])
     return render(request, "finance/invoice_list.html",
                   {"invoices": invoices, "status": status, "month_filter": month, "nav_section": "finance",

@@ -9,7 +9,7 @@ from django.utils.http import urlencode
 
 from tenants.access import tenant_admin_required, tenant_required
 
-from .. import selectors
+from .. import selectors, services
 from ..charts import daily_chart
 from ..csv_export import csv_response
 from ..models import END_USER_MAX_LENGTH, Invoice
@@ -56,6 +56,8 @@ def usage(request):
 
 @tenant_admin_required
 def invoice_list(request):
+    # The current month's draft is live: rolled up now when the periodic rollup has not caught up.
+    services.invoice_rollup_if_stale(tenant=request.tenant)
     invoices = selectors.invoice_list(tenant=request.tenant)
     return render(request, "billing/invoice_list.html", {"invoices": invoices, "nav_section": "invoices"})
 
@@ -70,6 +72,8 @@ def _tenant_invoice(request, invoice_id) -> Invoice:
 @tenant_admin_required
 def invoice_detail(request, invoice_id):
     invoice = _tenant_invoice(request, invoice_id)
+    if not invoice.is_final and services.invoice_rollup_if_stale(month=invoice.month, tenant=request.tenant):
+        invoice = _tenant_invoice(request, invoice_id)
     return render(request, "billing/invoice_detail.html", invoice_context(invoice, finance=False))
 
 

@@ -169,8 +169,8 @@ def test_finance_headers_sort_and_say_so(open_pages, month_of_usage, finance_use
     (page,) = open_pages(finance_user, width=1280)
     _visit(page, "/finance/")
     assert page.locator("th[aria-sort=descending]").inner_text().strip().lower() == "billed"
-    page.click("th >> a.sort:text-is('Tenant')")
-    assert page.locator("th[aria-sort=ascending]").inner_text().strip().lower() == "tenant"
+    page.click("th >> a.sort:text-is('Workspace')")
+    assert page.locator("th[aria-sort=ascending]").inner_text().strip().lower() == "workspace"
     tenants = page.locator("tbody tr[data-tenant]").evaluate_all("rows => rows.map(r => r.dataset.tenant)")
     assert tenants == ["acme", "globex"]
 

@@ -125,17 +125,17 @@ def test_savings_equal_the_hand_computed_figures(acme_month, acme):
 def test_the_usage_page_shows_the_hand_computed_savings(client, acme_month, alice):
     client.force_login(alice)
     text = _text(client.get("/usage/"))
-    # $0.5005 shown to the cent
-    assert "Smart Auto saved $0.50 (68.4%) this month against sending every Auto turn to MAX" in text
+    # $0.5005: below a dollar, four places (billing.money.display_usd)
+    assert "Smart Auto saved $0.5005 (68.4%) this month against sending every Auto turn to MAX" in text
     assert "25.0% of Auto turns escalated to MAX (1 of 4)" in text
 
 
 def test_a_member_sees_savings_on_their_own_auto_turns_only(client, acme_month, carol):
     """carol's B and D: counterfactual 0.39 + 0.04875 = 0.43875, billed 0.0468 + 0.00585 = 0.05265,
-    saved 0.3861 → $0.39; 0.3861 / 0.43875 × 100 = 88.0 (exactly 88)."""
+    saved 0.3861 → $0.3861; 0.3861 / 0.43875 × 100 = 88.0 (exactly 88)."""
     client.force_login(carol)
     text = _text(client.get("/usage/"))
-    assert "Smart Auto saved $0.39 (88.0%) this month" in text
+    assert "Smart Auto saved $0.3861 (88.0%) this month" in text
     assert "0.0% of your Auto turns escalated to MAX (0 of 2)" in text
 
 
@@ -150,12 +150,12 @@ def test_auto_turns_without_a_counterfactual_count_as_turns_but_not_in_the_savin
 
 def test_auto_turns_that_cost_more_than_max_say_so(client, acme, alice):
     """A Kimi answer dearer than Opus would have been (made up, to see the wording): cost 0.02, billed 0.026;
-    counterfactual 0.01, billed 0.013; saved 0.013 − 0.026 = −0.013 → $0.01; −0.013 / 0.013 = −100.0%."""
+    counterfactual 0.01, billed 0.013; saved 0.013 − 0.026 = −0.013 → $0.0130; −0.013 / 0.013 = −100.0%."""
     turn(acme, endpoint="kimi-k2.5", input_tokens=1_000, output_tokens=100, cost="0.02", escalated=False,
          counterfactual_cost="0.01", user_id=alice.pk)
     client.force_login(alice)
     text = _text(client.get("/usage/"))
-    assert "Smart Auto cost $0.01 (100.0%) more this month than sending every Auto turn to MAX" in text
+    assert "Smart Auto cost $0.0130 (100.0%) more this month than sending every Auto turn to MAX" in text
     assert "$-" not in text
 
 
@@ -172,7 +172,7 @@ def test_a_month_without_auto_turns_has_a_friendly_empty_state(client, acme, ali
 
 def test_the_card_follows_the_month_picker(client, acme_month, acme, alice):
     """A March 2025 Auto turn (inserted directly: the service stamps now()): cost 0.012, billed 0.0156;
-    counterfactual 0.10, billed 0.13; saved 0.1144 → $0.11; 0.1144 / 0.13 × 100 = 88.0."""
+    counterfactual 0.10, billed 0.13; saved 0.1144 → $0.1144; 0.1144 / 0.13 × 100 = 88.0."""
     UsageRecord.objects.create(
         tenant=acme, source="chat", key="chat:savings-past", user_id=alice.pk, endpoint_slug="kimi-k2.5",
         provider="moonshot", tier="auto", input_tokens=10_000, output_tokens=2_000,
@@ -183,7 +183,7 @@ def test_the_card_follows_the_month_picker(client, acme_month, acme, alice):
     )
     client.force_login(alice)
     text = _text(client.get("/usage/?month=2025-03"))
-    assert "Smart Auto saved $0.11 (88.0%) in March 2025 against sending every Auto turn to MAX" in text
+    assert "Smart Auto saved $0.1144 (88.0%) in March 2025 against sending every Auto turn to MAX" in text
     assert "0.0% of Auto turns escalated to MAX (0 of 1)" in text
     assert "No Auto turns in January 2025" in _text(client.get("/usage/?month=2025-01"))
 
@@ -231,7 +231,7 @@ def test_the_finance_overview_shows_each_tenants_mix_and_savings(client, both_mo
     acme_row, globex_row = _overview_row(body, "acme"), _overview_row(body, "globex")
     assert _mix(acme_row) == {"stayed": 3, "escalated": 1, "max": 1, "other": 1}
     assert _mix(globex_row) == {"stayed": 1, "escalated": 1, "max": 2, "other": 0}
-    assert 'data-saved="0.5005000000">$0.50 · 68.4%</span>' in acme_row
+    assert 'data-saved="0.5005000000">$0.5005 · 68.4%</span>' in acme_row
     assert 'data-saved="0.9900000000">$0.99 · 80.0%</span>' in globex_row
     # All tenants: counterfactual 0.73125 + 1.2375 = 1.96875, billed 0.23075 + 0.2475 = 0.47825,
     # saved 0.5005 + 0.99 = 1.4905; 1.4905 / 1.96875 × 100 = 75.707… → 75.7; 2 of 6 Auto turns escalated
