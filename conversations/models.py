@@ -25,6 +25,8 @@ ROUTE_DECISION_LABELS = {
     ROUTE_STAYED: "Stayed on Auto",
     ROUTE_UNSCORED: "Not scored",
 }
+# The constraint behind "one answer at a time" (conversations.sql.insert_turn maps its violation to TurnRunning).
+ONE_RUNNING_TURN = "msg_one_running_turn"
 FEEDBACK_UP = 1
 FEEDBACK_DOWN = -1
 
@@ -131,6 +133,10 @@ class Message(models.Model):
         constraints = [
             models.CheckConstraint(condition=models.Q(feedback__in=[1, -1]) | models.Q(feedback__isnull=True),
                                    name="msg_feedback_valid"),
+            # One answer at a time: a conversation has at most one unfinished answer. The send's INSERT meets
+            # this index, so of two sends racing into one conversation exactly one makes a turn.
+            models.UniqueConstraint(fields=["conversation"], name=ONE_RUNNING_TURN,
+                                    condition=models.Q(role="assistant", status__in=["queued", "streaming"])),
         ]
 
     def __str__(self):

@@ -124,8 +124,10 @@ class MessageListView(APIView):
         responses={202: OpenApiResponse(MessageSerializer, description="The queued assistant message; poll "
                                                                        "GET /api/messages/{id}/ for the answer."),
                    **BAD_REQUEST, **COMMON_ERRORS, **NOT_FOUND,
-                   409: OpenApiResponse(ChatErrorSerializer, description="Refused: tier not in the plan, budget "
-                                                                     "exhausted, tenant suspended.")},
+                   409: OpenApiResponse(ChatErrorSerializer, description="Refused: an answer in this "
+                                                                     "conversation is still being written (one at a "
+                                                                     "time), tier not in the plan, budget exhausted, "
+                                                                     "tenant suspended.")},
     )
     def post(self, request, conversation_id: int):
         conversation = _conversation(request, conversation_id)

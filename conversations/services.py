@@ -27,6 +27,14 @@ class ChatRefused(Exception):
     """A refused action. `str(exc)` is fit to show people; nothing was saved."""
 
 
+class TurnInProgress(ChatRefused):
+    """A turn asked for while the conversation's answer is still being written (one answer at a time): the web
+    and the REST API answer it with 409."""
+
+    def __init__(self, message: str = "Wait for the answer to finish, or stop it, before sending another message."):
+        super().__init__(message)
+
+
 # --- conversations ---
 
 
@@ -111,7 +119,7 @@ def message_retry(*, message: Message, author: User) -> Message:
     if message.role != Message.ROLE_ASSISTANT or message.parent_id is None:
         raise ChatRefused("Only an answer can be retried.")
     if not message.is_finished:
-        raise ChatRefused("This answer is still being generated.")
+        raise TurnInProgress("This answer is still being generated; stop it before you retry.")
     conversation = message.conversation
     _check_can_run(tenant=conversation.tenant, tier=conversation.tier)
     return _turn_start(conversation=conversation, question=message.parent, retry_of=message, title=None)
@@ -171,9 +179,13 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
     before = (conversation.title, conversation.updated_at)
     conversation.updated_at = timezone.now()
     conversation.title = title or conversation.title
-    history = sql.insert_turn(conversation=conversation, question=question, answer=answer)
     try:
-        metering.hold(tenant=tenant, key=answer.usage_key, tier=answer.tier,
+        history = sql.insert_turn(conversation=conversation, question=question, answer=answer)
+    except sql.TurnRunning:
+        conversation.title, conversation.updated_at = before
+        raise TurnInProgress() from None
+    try:
+        metering.hold(tenant=tenant, key=answer.usage_key, tier=answer.tier, user_id=conversation.owner_id,
                       request=turn_request(message=answer, history=history))
     except (*metering.HOLD_REFUSALS, redis.RedisError) as exc:
         Message.objects.filter(pk__in=[answer.pk] if retry_of else [answer.pk, question.pk]).delete()

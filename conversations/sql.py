@@ -18,13 +18,13 @@ column, a field whose values need a converter on the way out of the database).
 import functools
 import uuid
 
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from routing.types import ChatMessage
 from tenants.models import Plan, Tenant
 
-from .models import Conversation, Message
+from .models import ONE_RUNNING_TURN, Conversation, Message
 
 # The Message fields the claim returns (the runner reads no other; the rest stay deferred), and the Conversation's.
 MESSAGE_CLAIMED = ("id", "tenant_id", "conversation_id", "role", "status", "parent_id", "tier", "run_id",
@@ -101,6 +101,11 @@ def history(*, conversation_id: int, tenant_id: int, question_id: int) -> list[C
 # --- the send ---
 
 
+class TurnRunning(Exception):
+    """The conversation already has an unfinished answer (the `msg_one_running_turn` index refused the send's
+    INSERT): nothing of the statement was written."""
+
+
 def insert_values(message: Message, *, parent: str | None = None) -> tuple[str, str, list]:
     """(columns, values, params) of the INSERT that `message.save()` would send: Django's own preparation of
     each field (defaults, auto_now_add, JSON). `parent` puts an SQL expression in place of parent_id."""
@@ -121,7 +126,8 @@ def insert_values(message: Message, *, parent: str | None = None) -> tuple[str, 
 def insert_turn(*, conversation: Conversation, question: Message, answer: Message) -> list[ChatMessage]:
     """One statement, its own transaction: INSERT the question (when new) and the answer, UPDATE the
     conversation's title and updated_at (as set on `conversation`), SELECT the history. Sets the new rows' ids;
-    returns the history the answer is asked with."""
+    returns the history the answer is asked with. Raises TurnRunning when the conversation has an unfinished
+    answer: the partial unique index `msg_one_running_turn` decides, so two sends racing make exactly one turn."""
     table, message_id = Message._meta.db_table, column(Message, "id")
     parts, params = [], []
     if question.pk is None:
@@ -143,9 +149,12 @@ def insert_turn(*, conversation: Conversation, question: Message, answer: Messag
     params += [conversation.pk, conversation.tenant_id]
     sql = (f"WITH {', '.join(parts)} SELECT a.id, a.parent_id, h.* FROM a "
            f"LEFT JOIN LATERAL ({history}) h ON true ORDER BY h.{column(Message, 'id')}")
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    try:
+        rows = _execute_insert(sql, params)
+    except IntegrityError as exc:
+        if getattr(getattr(exc.__cause__, "diag", None), "constraint_name", None) == ONE_RUNNING_TURN:
+            raise TurnRunning() from exc
+        raise
     answer.pk, question.pk = rows[0][0], rows[0][1]
     answer.parent = question
     for message in (question, answer):
@@ -156,6 +165,18 @@ def insert_turn(*, conversation: Conversation, question: Message, answer: Messag
     if not any(row[0] == question.pk for row in earlier):
         history.append(ChatMessage(role=Message.ROLE_USER, content=question.content))
     return history
+
+
+def _execute_insert(sql: str, params: list) -> list:
+    """Run the send's statement. Outside a transaction it is its own; inside a caller's (a test's), a savepoint
+    keeps a refused INSERT from breaking the caller's transaction."""
+    with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            with transaction.atomic():
+                cursor.execute(sql, params)
+        else:
+            cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 # --- the claim ---

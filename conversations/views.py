@@ -65,8 +65,10 @@ def _page_context(request, conversation: Conversation | None) -> dict:
 
 
 def _refusal(request, exc: services.ChatRefused, target: str) -> HttpResponse:
-    """A refused action: 422 with the reason. HTMX swaps it into the form's error slot (see static/js/chat.js)."""
-    response = render(request, f"{TEMPLATE}#error", {"error": str(exc)}, status=422)
+    """A refused action: 422 with the reason (409 for a turn asked for while one runs: one answer at a time).
+    HTMX swaps it into the form's error slot (see static/js/chat.js)."""
+    status = 409 if isinstance(exc, services.TurnInProgress) else 422
+    response = render(request, f"{TEMPLATE}#error", {"error": str(exc)}, status=status)
     response["HX-Retarget"] = target
     response["HX-Reswap"] = "innerHTML"
     return response

@@ -1,13 +1,16 @@
-// Chat page behaviour on top of htmx and its SSE extension: Enter sends, refusals (422) are shown, the view
-// follows a growing answer. No framework, no globals beyond one IIFE.
+// Chat page behaviour on top of htmx and its SSE extension: Enter sends, one answer at a time (Send becomes
+// Stop while an answer streams), refusals (409, 422) are shown, the view follows a growing answer. No
+// framework, no globals beyond one IIFE.
 (function () {
   "use strict";
 
-  // Refused actions answer 422 with a message for people; htmx must swap it (it skips 4xx by default).
-  htmx.config.responseHandling = [{ code: "204", swap: false }, { code: "422", swap: true, error: false }]
-    .concat(htmx.config.responseHandling);
+  // Refused actions answer 422 (or 409: an answer is still running) with a message for people; htmx must swap
+  // it (it skips 4xx by default).
+  htmx.config.responseHandling = [{ code: "204", swap: false }, { code: "409", swap: true, error: false },
+    { code: "422", swap: true, error: false }].concat(htmx.config.responseHandling);
 
   function messages() { return document.getElementById("messages"); }
+  function composer() { return document.getElementById("composer"); }
 
   function nearBottom() {
     var doc = document.scrollingElement || document.documentElement;
@@ -19,15 +22,47 @@
     doc.scrollTop = doc.scrollHeight;
   }
 
+  // --- one answer at a time ---
+
+  function liveAnswer() {
+    var list = messages();
+    return list ? list.querySelector("article.msg-assistant .msg-live") : null;
+  }
+
+  // While an answer streams the composer is busy: Send is swapped for Stop, and Enter does not send.
+  function syncComposer() {
+    var form = composer();
+    if (!form) return;
+    var busy = !!liveAnswer();
+    form.dataset.busy = busy ? "true" : "false";
+    var send = document.getElementById("composer-send");
+    var stop = document.getElementById("composer-stop");
+    if (send) send.hidden = busy;
+    if (stop) stop.hidden = !busy;
+  }
+
+  document.addEventListener("click", function (event) {
+    var stop = event.target.closest && event.target.closest("#composer-stop");
+    if (!stop) return;
+    var live = liveAnswer();
+    var form = live && live.querySelector("form.msg-stop");
+    if (form) form.requestSubmit();
+  });
+
   // Enter sends, Shift+Enter inserts a newline; an IME composition is never interrupted.
   document.addEventListener("keydown", function (event) {
     var target = event.target;
     if (event.key !== "Enter" || event.shiftKey || event.isComposing) return;
     if (!target.matches || !target.matches("#composer textarea")) return;
     event.preventDefault();
-    if (target.value.trim() === "") return;
+    if (target.value.trim() === "" || target.form.dataset.busy === "true") return;
     target.form.requestSubmit();
   });
+
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    if (form.id === "composer" && form.dataset.busy === "true") event.preventDefault();
+  }, true);
 
   document.addEventListener("htmx:afterRequest", function (event) {
     var form = event.detail.elt;
@@ -46,6 +81,11 @@
   document.addEventListener("htmx:sseMessage", function () { if (follow) scrollToEnd(); });
 
   document.addEventListener("DOMContentLoaded", function () {
-    if (messages()) scrollToEnd();
+    var list = messages();
+    if (list) {
+      new MutationObserver(syncComposer).observe(list, { childList: true, subtree: true });
+      scrollToEnd();
+    }
+    syncComposer();
   });
 })();

