@@ -13,11 +13,21 @@ usage row settles its reservation and adds its billed amount after commit; `budg
 
 `cost` passed to `budget_reserve` is the request's estimated maximum *provider* cost (routing's
 `estimate_max_cost`); the plan's markup is applied here, because the cap is in billed USD.
+
+Finer limits (`SpendLimit`: a member's or an API key's monthly limit) are reserved by the same script in the
+same round trip as the cap: a request is refused by the first scope it would take past its limit, and the
+refusal names it. Their counters (`kc:budget:lspend:<kind>:<tenant>:<subject>:<version>:<yyyymm>`) are seeded
+from the ledger like the workspace's; the version changes whenever an admin edits the limit.
+
+Spend watchers (`budget_watch_register`; the alerts app) hear when a workspace's spend reaches their mark
+(`budget_watch_set`), from the settle script itself: no extra round trip per usage row.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -29,83 +39,28 @@ from django.db.models import Sum
 from infra.redis import Script, redis_async, redis_sync
 from tenants.models import Plan, Tenant
 
-from . import money
+from . import budget_lua, money
 from .models import UsageRecord
 from .months import month_bounds, month_start, next_month
+from .spend_limits import SpendLimit, key_spend_limit, member_spend_limit  # noqa: F401 (the budget's API)
 
 logger = logging.getLogger(__name__)
 
 SPEND_TTL_SECONDS = 40 * 24 * 3600  # outlives its month; a stale month's counter simply expires
-
-# KEYS: spend, reservations hash, reservation expiries zset.
-# ARGV: request key, units wanted, cap units, reservation ttl ms.
-# Returns {status, spend, outstanding}: status 1 reserved, 0 refused, -1 spend unknown (caller seeds, retries).
-RESERVE_LUA = """
-local spend = redis.call('GET', KEYS[1])
-if not spend then return {-1, 0, 0} end
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms)
-if #expired > 0 then
-    redis.call('HDEL', KEYS[2], unpack(expired))
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
-end
-local outstanding = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[2])) do outstanding = outstanding + tonumber(v) end
-local previous = redis.call('HGET', KEYS[2], ARGV[1])
-if previous then outstanding = outstanding - tonumber(previous) end
-local want = tonumber(ARGV[2])
-if tonumber(spend) + outstanding + want > tonumber(ARGV[3]) then
-    return {0, tonumber(spend), outstanding}
-end
-local ttl = tonumber(ARGV[4])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-redis.call('ZADD', KEYS[3], now_ms + ttl, ARGV[1])
-redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('PEXPIRE', KEYS[3], ttl)
-return {1, tonumber(spend), outstanding}
-"""
-
-# KEYS: spend, reservations hash, expiries zset. ARGV: request key, billed units.
-# Adds to the spend counter only when it exists: a missing counter is seeded from the ledger, which already
-# holds this row (settle runs after commit).
-SETTLE_LUA = """
-redis.call('HDEL', KEYS[2], ARGV[1])
-redis.call('ZREM', KEYS[3], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then
-    return redis.call('INCRBY', KEYS[1], ARGV[2])
-end
-return -1
-"""
-
-RELEASE_LUA = """
-redis.call('ZREM', KEYS[3], ARGV[1])
-return redis.call('HDEL', KEYS[2], ARGV[1])
-"""
-
-# Compare-and-set: rewrite the counter with the ledger's sum only if nothing settled since it was read.
-RECONCILE_LUA = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] then
-    redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-    return 1
-end
-return 0
-"""
+HOLD_RECORD_EXTRA_MS = 3600 * 1000  # a hold record outlives its reservations: a long answer still settles
+WATCH_CLAIM_SECONDS = 60  # a watcher that died lets its claim lapse (budget_lua.SETTLE)
+WATCH_TTL_SECONDS = 15 * 60  # a mark is looked at again at least this often (a cap or threshold changed)
 
 
 class BudgetExceeded(Exception):
-    """The request would take the tenant past its plan's monthly cap. `str(exc)` is fit to show to people."""
+    """The request would pass a monthly limit: the workspace's cap (`limit` "workspace"), its member's limit
+    ("member") or its API key's ("key"). `str(exc)` is fit to show to people and names the limit."""
 
     def __init__(self, message: str, *, tenant_id: int, cap: Decimal, spend: Decimal, reserved: Decimal,
-                 resets_on: date):
+                 resets_on: date, limit: str = "workspace"):
         super().__init__(message)
-        self.message = message
-        self.tenant_id = tenant_id
-        self.cap = cap
-        self.spend = spend
-        self.reserved = reserved
-        self.resets_on = resets_on
+        self.message, self.tenant_id, self.limit, self.resets_on = message, tenant_id, limit, resets_on
+        self.cap, self.spend, self.reserved = cap, spend, reserved
 
 
 @dataclass(frozen=True)
@@ -128,16 +83,25 @@ def _keys(tenant_id: int, month: date) -> _Keys:
     return _Keys(spend_key(tenant_id, month), f"kc:budget:res:{tenant_id}", f"kc:budget:resexp:{tenant_id}")
 
 
+def _hold_key(tenant_id: int, key: str) -> str:
+    return f"kc:budget:hold:{tenant_id}:{key}"
+
+
+def watch_key(tenant_id: int, month: date) -> str:
+    return f"kc:budget:watch:{tenant_id}:{month:%Y%m}"
+
+
 def _reservation_ttl_ms() -> int:
     return int(getattr(settings, "BILLING_RESERVATION_TTL_SECONDS", 600) * 1000)
 
 
 # --- Redis: infra's clients (one per process, one per event loop); scripts run by SHA ---------------------
 
-_RESERVE = Script(RESERVE_LUA)
-_SETTLE = Script(SETTLE_LUA)
-_RELEASE = Script(RELEASE_LUA)
-_RECONCILE = Script(RECONCILE_LUA)
+_RESERVE = Script(budget_lua.RESERVE)
+_SETTLE = Script(budget_lua.SETTLE)
+_RELEASE = Script(budget_lua.RELEASE)
+_RECONCILE = Script(budget_lua.RECONCILE)
+_WATCH_SET = Script(budget_lua.WATCH_SET)
 
 
 # --- ledger reads used to seed and reconcile the cache ---------------------------------------------------
@@ -157,6 +121,14 @@ async def aledger_month_spend(*, tenant_id: int, month: date) -> Decimal:
 
 # --- spend --------------------------------------------------------------------------------------------------
 
+def _seed(client, key: str, units: int):
+    # NX: a concurrent seed or settle that got there first wins; both reflect the ledger.
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, units, ex=SPEND_TTL_SECONDS, nx=True)
+    pipe.get(key)
+    return pipe
+
+
 def cached_month_spend(*, tenant_id: int, month: date | None = None) -> Decimal:
     """Billed spend of the tenant in the month, from Redis, seeded from the ledger on a miss."""
     month = month or month_start()
@@ -165,11 +137,7 @@ def cached_month_spend(*, tenant_id: int, month: date | None = None) -> Decimal:
     raw = client.get(key)
     if raw is None:
         units = money.to_units(ledger_month_spend(tenant_id=tenant_id, month=month))
-        # NX: a concurrent seed or settle that got there first wins; both reflect the ledger.
-        pipe = client.pipeline(transaction=False)
-        pipe.set(key, units, ex=SPEND_TTL_SECONDS, nx=True)
-        pipe.get(key)
-        raw = pipe.execute()[1]
+        raw = _seed(client, key, units).execute()[1]
     return money.from_units(int(raw))
 
 
@@ -180,22 +148,42 @@ async def acached_month_spend(*, tenant_id: int, month: date | None = None) -> D
     raw = await client.get(key)
     if raw is None:
         units = money.to_units(await aledger_month_spend(tenant_id=tenant_id, month=month))
-        pipe = client.pipeline(transaction=False)
-        pipe.set(key, units, ex=SPEND_TTL_SECONDS, nx=True)
-        pipe.get(key)
-        raw = (await pipe.execute())[1]
+        raw = (await _seed(client, key, units).execute())[1]
     return money.from_units(int(raw))
 
 
+def limit_month_spend(limit: SpendLimit, *, month: date | None = None) -> Decimal:
+    """Billed spend counted against a member's or key's limit this month, from Redis, seeded on a miss."""
+    month = month or month_start()
+    client = redis_sync()
+    key = limit.keys(month)[0]
+    raw = client.get(key)
+    if raw is None:
+        units = money.to_units(limit.ledger(_ledger_spend_filter(limit.tenant_id, month)).aggregate(
+            s=Sum("billed"))["s"] or money.ZERO)
+        raw = _seed(client, key, units).execute()[1]
+    return money.from_units(int(raw))
+
+
+async def _alimit_month_spend(limit: SpendLimit, month: date) -> None:
+    client = redis_async()
+    rows = limit.ledger(_ledger_spend_filter(limit.tenant_id, month))
+    units = money.to_units((await rows.aaggregate(s=Sum("billed")))["s"] or money.ZERO)
+    await _seed(client, limit.keys(month)[0], units).execute()
+
+
 # --- reserve / release / settle -----------------------------------------------------------------------------
+
+def _resets(month: date) -> tuple[date, str]:
+    return next_month(month), f"{next_month(month).day} {next_month(month):%B}"
+
 
 def _refusal(*, tenant: Tenant, plan: Plan, spend_units: int, outstanding_units: int, want: Decimal,
              month: date) -> BudgetExceeded:
     cap = plan.monthly_cap
     spend = money.from_units(spend_units)
     reserved = money.from_units(outstanding_units)
-    resets_on = next_month(month)
-    reset = f"{resets_on.day} {resets_on:%B}"
+    resets_on, reset = _resets(month)
     if spend >= cap:
         message = (f"{tenant.name} has reached its {money.format_usd(cap)} monthly spending cap on the "
                    f"{plan.name} plan. Usage resets on {reset}; an admin can upgrade the plan.")
@@ -208,6 +196,15 @@ def _refusal(*, tenant: Tenant, plan: Plan, spend_units: int, outstanding_units:
                           resets_on=resets_on)
 
 
+def _limit_refusal(*, limit: SpendLimit, spend_units: int, outstanding_units: int, want: Decimal,
+                   month: date) -> BudgetExceeded:
+    spend, reserved = money.from_units(spend_units), money.from_units(outstanding_units)
+    resets_on, reset = _resets(month)
+    return BudgetExceeded(limit.refusal_text(spend=spend, reserved=reserved, want=want, reset=reset),
+                          tenant_id=limit.tenant_id, cap=limit.limit, spend=spend, reserved=reserved,
+                          resets_on=resets_on, limit=limit.kind)
+
+
 def _validate_request(key: str, cost) -> Decimal:
     if not key or not isinstance(key, str):
         raise ValueError("A reservation needs the request's usage key.")
@@ -217,77 +214,160 @@ def _validate_request(key: str, cost) -> Decimal:
     return cost
 
 
-def budget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
-    """Hold the request's estimated maximum provider cost (billed at the plan's markup) against the cap.
+@dataclass
+class _Hold:
+    """One reservation to make: its scopes (None for the workspace's cap, else a SpendLimit), keys and args."""
 
-    Raises BudgetExceeded when the hold would pass the cap; nothing is reserved then. A plan without a cap
-    reserves nothing. Reserving the same key again replaces its hold. The hold ends when `usage_record` is
-    written under the same key, on `budget_release`, or after BILLING_RESERVATION_TTL_SECONDS.
+    tenant: Tenant
+    plan: Plan
+    want: Decimal
+    month: date
+    scopes: list[SpendLimit | None]
+    keys: list[str]
+    args: list
+
+    def refusal(self, index: int, spend_units: int, outstanding_units: int) -> BudgetExceeded:
+        scope = self.scopes[index]
+        if scope is None:
+            return _refusal(tenant=self.tenant, plan=self.plan, spend_units=spend_units,
+                            outstanding_units=outstanding_units, want=self.want, month=self.month)
+        return _limit_refusal(limit=scope, spend_units=spend_units, outstanding_units=outstanding_units,
+                              want=self.want, month=self.month)
+
+
+def _hold(tenant: Tenant, plan: Plan, key: str, cost, limits: Sequence[SpendLimit | None]) -> _Hold | None:
+    cost = _validate_request(key, cost)
+    limits = [limit for limit in limits if limit is not None]
+    if plan.monthly_cap is None and not limits:
+        return None
+    want = money.billed_amount(cost, plan.markup_percent)
+    month = month_start()
+    scopes: list[SpendLimit | None] = ([None] if plan.monthly_cap is not None else []) + limits
+    keys, caps, extra = [_hold_key(tenant.pk, key)], [], []
+    for scope in scopes:
+        scope_keys = _keys(tenant.pk, month) if scope is None else _Keys(*scope.keys(month))
+        keys += scope_keys.as_list()
+        caps.append(money.to_units(plan.monthly_cap if scope is None else scope.limit))
+        if scope is not None:
+            extra.append(scope_keys.as_list())
+    ttl = _reservation_ttl_ms()
+    args = [key, money.to_units(want), ttl, ttl + HOLD_RECORD_EXTRA_MS, json.dumps(extra) if extra else "", *caps]
+    return _Hold(tenant, plan, want, month, scopes, keys, args)
+
+
+def budget_reserve(*, tenant: Tenant, key: str, cost: Decimal, limits: Sequence[SpendLimit | None] = ()) -> None:
+    """Hold the request's estimated maximum provider cost (billed at the plan's markup) against the cap and
+    against each of `limits` (the member's and the API key's; None entries are skipped), all or nothing.
+
+    Raises BudgetExceeded naming the first limit the hold would pass; nothing is reserved then. Without a cap
+    and without limits nothing is reserved. Reserving the same key again replaces its hold. The hold ends when
+    `usage_record` is written under the same key, on `budget_release`, or after BILLING_RESERVATION_TTL_SECONDS.
     """
-    cost = _validate_request(key, cost)
-    plan = tenant.plan
-    if plan.monthly_cap is None:
+    hold = _hold(tenant, tenant.plan, key, cost, limits)
+    if hold is None:
         return
-    want = money.billed_amount(cost, plan.markup_percent)
-    month = month_start()
-    keys = _keys(tenant.pk, month)
-    args = [key, money.to_units(want), money.to_units(plan.monthly_cap), _reservation_ttl_ms()]
-    status, spend_units, outstanding_units = _RESERVE.run(keys.as_list(), args)
-    if status == -1:
-        cached_month_spend(tenant_id=tenant.pk, month=month)
-        status, spend_units, outstanding_units = _RESERVE.run(keys.as_list(), args)
+    for _ in range(len(hold.scopes) + 1):
+        status, index, spend_units, outstanding_units = _RESERVE.run(hold.keys, hold.args)
+        if status != -1:
+            break
+        scope = hold.scopes[index]  # its counter is unknown: seed it from the ledger, then try again
+        if scope is None:
+            cached_month_spend(tenant_id=tenant.pk, month=hold.month)
+        else:
+            limit_month_spend(scope, month=hold.month)
     if status != 1:
-        raise _refusal(tenant=tenant, plan=plan, spend_units=spend_units, outstanding_units=outstanding_units,
-                       want=want, month=month)
+        raise hold.refusal(index, spend_units, outstanding_units)
 
 
-async def abudget_reserve(*, tenant: Tenant, key: str, cost: Decimal) -> None:
+async def abudget_reserve(*, tenant: Tenant, key: str, cost: Decimal,
+                          limits: Sequence[SpendLimit | None] = ()) -> None:
     """Async twin of `budget_reserve` for the proxy's event loop."""
-    cost = _validate_request(key, cost)
     plan = tenant.plan if Tenant.plan.is_cached(tenant) else await Plan.objects.aget(pk=tenant.plan_id)
-    if plan.monthly_cap is None:
+    hold = _hold(tenant, plan, key, cost, limits)
+    if hold is None:
         return
-    want = money.billed_amount(cost, plan.markup_percent)
-    month = month_start()
-    keys = _keys(tenant.pk, month)
-    args = [key, money.to_units(want), money.to_units(plan.monthly_cap), _reservation_ttl_ms()]
-    status, spend_units, outstanding_units = await _RESERVE.arun(keys.as_list(), args)
-    if status == -1:
-        await acached_month_spend(tenant_id=tenant.pk, month=month)
-        status, spend_units, outstanding_units = await _RESERVE.arun(keys.as_list(), args)
+    for _ in range(len(hold.scopes) + 1):
+        status, index, spend_units, outstanding_units = await _RESERVE.arun(hold.keys, hold.args)
+        if status != -1:
+            break
+        scope = hold.scopes[index]
+        if scope is None:
+            await acached_month_spend(tenant_id=tenant.pk, month=hold.month)
+        else:
+            await _alimit_month_spend(scope, hold.month)
     if status != 1:
-        raise _refusal(tenant=tenant, plan=plan, spend_units=spend_units, outstanding_units=outstanding_units,
-                       want=want, month=month)
+        raise hold.refusal(index, spend_units, outstanding_units)
+
+
+def _release_keys(tenant_id: int, key: str) -> list[str]:
+    keys = _keys(tenant_id, month_start())
+    return [keys.reservations, keys.expiries, _hold_key(tenant_id, key)]
 
 
 def budget_release(*, tenant: Tenant, key: str) -> None:
-    """Drop a hold: the request failed and nothing is charged. Releasing an unknown key is a no-op.
+    """Drop a hold (in every scope it took): the request failed and nothing is charged. Releasing an unknown
+    key is a no-op.
 
     A Redis failure here is logged, not raised: the hold lapses after its TTL by itself (and a restarted Redis
     has lost it already), so the failed request's own error is what its caller should see."""
     try:
-        _RELEASE.run(_keys(tenant.pk, month_start()).as_list(), [key])
+        _RELEASE.run(_release_keys(tenant.pk, key), [key])
     except (redis.RedisError, OSError):
         logger.warning("budget release failed for %s; the hold lapses after its TTL", key, exc_info=True)
 
 
 async def abudget_release(*, tenant: Tenant, key: str) -> None:
     try:
-        await _RELEASE.arun(_keys(tenant.pk, month_start()).as_list(), [key])
+        await _RELEASE.arun(_release_keys(tenant.pk, key), [key])
     except (redis.RedisError, OSError):
         logger.warning("budget release failed for %s; the hold lapses after its TTL", key, exc_info=True)
 
 
 def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: datetime) -> None:
-    """Called by `usage_record` after commit: end the hold and count the billed amount in its month.
+    """Called by `usage_record` after commit: end the hold (in every scope it took) and count the billed amount
+    in its month; tell the spend watchers when the workspace's spend reached their mark.
 
     A Redis failure here is logged, not raised: the row is in the ledger, and reconciliation repairs the cache.
     """
-    keys = _keys(tenant_id, month_start(recorded_at))
+    month = month_start(recorded_at)
+    keys = _keys(tenant_id, month).as_list() + [_hold_key(tenant_id, key), watch_key(tenant_id, month)]
     try:
-        _SETTLE.run(keys.as_list(), [key, money.to_units(billed)])
+        _spend, watched = _SETTLE.run(keys, [key, money.to_units(billed), WATCH_CLAIM_SECONDS])
     except (redis.RedisError, OSError):
         logger.exception("budget settle failed for %s; the reconcile task will repair tenant %s", key, tenant_id)
+        return
+    if watched:
+        for watcher in _watchers:
+            try:
+                watcher(tenant_id, month)
+            except Exception:
+                logger.exception("spend watcher %r failed for tenant %s", watcher, tenant_id)
+
+
+# --- spend watchers ----------------------------------------------------------------------------------------
+
+_watchers: list[Callable[[int, date], None]] = []
+
+
+def budget_watch_register(watcher: Callable[[int, date], None]) -> None:
+    """`watcher(tenant_id, month)` is called (after the row's commit, in the settling process) when a usage
+    row takes the workspace's spend to the mark it set with `budget_watch_set`, or when no mark is set. It must
+    be quick (enqueue a task) and end by setting the next mark."""
+    if watcher not in _watchers:
+        _watchers.append(watcher)
+
+
+def budget_watch_set(*, tenant_id: int, month: date, mark: Decimal | None) -> bool:
+    """Be told again once the spend reaches `mark` (None: not again this month, until WATCH_TTL_SECONDS pass).
+    Returns True when the spend is already there (a row settled meanwhile): look again now."""
+    units = -1 if mark is None else money.to_units(mark)
+    return bool(_WATCH_SET.run([watch_key(tenant_id, month), spend_key(tenant_id, month)],
+                               [units, WATCH_TTL_SECONDS]))
+
+
+def budget_watch_reset(*, tenant_id: int, month: date | None = None) -> None:
+    """Forget the mark (the thresholds or the cap changed): the next usage row tells the watchers."""
+    redis_sync().delete(watch_key(tenant_id, month or month_start()))
 
 
 def budget_reconcile_all_tenants(*, month: date | None = None) -> int:

@@ -76,7 +76,7 @@ def _reserve_again(message: Message) -> bool:
     unbilled, with the reason."""
     try:
         metering.hold(tenant=message.tenant, key=message.usage_key, tier=message.tier,
-                      request=turn_request(message=message))
+                      user_id=message.conversation.owner_id, request=turn_request(message=message))
     except metering.HOLD_REFUSALS as exc:
         turn_end_queued(message=message, status=Message.STATUS_FAILED, error=str(exc))
         return False

@@ -34,6 +34,7 @@ from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from billing.budget import SpendLimit, key_spend_limit, member_spend_limit
 from infra.redis import redis_sync
 from tenants.keys import API_KEY_PREFIX, hash_secret
 from tenants.models import ApiKey, Membership, Plan, Tenant, User
@@ -52,12 +53,29 @@ _MAX_ENTRIES = 10_000
 @dataclass(frozen=True)
 class KeyIdentity:
     """Everything the hot path needs about a key, loaded with one query. The key acts as its creator, and only
-    while the creator is an active member of the key's tenant."""
+    while the creator is an active member of the key's tenant, and until the key's expiry.
+
+    The key's and its member's limits travel with it: `key_tiers` (None follows the plan), the member's tiers on
+    `membership`, and `spend_limits`, the budget's SpendLimits of the key and the member (reserved with the
+    workspace's cap by the proxy's budget hold, no query per request)."""
 
     key_id: int
     user: User
     membership: Membership  # the creator's membership in the key's tenant (its role decides admin rights)
     tenant: Tenant  # with .plan loaded
+    key_name: str = ""
+    expires_at: float | None = None  # epoch seconds
+    key_tiers: tuple[str, ...] | None = None
+    spend_limits: tuple[SpendLimit, ...] = ()
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= time.time()
+
+    @staticmethod
+    def tiers_text(tiers) -> str:
+        """("auto",) → "Auto", for refusals."""
+        return " and ".join(tier.upper() if tier == "max" else tier.capitalize() for tier in tiers) or "no tier"
 
     @property
     def user_id(self) -> int:
@@ -91,15 +109,25 @@ def _query(key_hash: str) -> KeyIdentity | None:
         Membership.objects.select_related("user", "tenant__plan")
         .filter(user__api_keys__key_hash=key_hash, user__api_keys__revoked_at__isnull=True,
                 user__api_keys__tenant=F("tenant"), user__is_active=True)
-        .annotate(key_id=F("user__api_keys__id"))
+        .annotate(key_id=F("user__api_keys__id"), key_name=F("user__api_keys__name"),
+                  key_limit=F("user__api_keys__monthly_limit"), key_tiers=F("user__api_keys__allowed_tiers"),
+                  key_expires_at=F("user__api_keys__expires_at"),
+                  key_limits_changed_at=F("user__api_keys__limits_changed_at"))
         .first()
     )
     if membership is None:
         return None
     # last_used_at is refreshed once per cache period, not per request.
     ApiKey.objects.filter(pk=membership.key_id).update(last_used_at=timezone.now())
+    key = ApiKey(pk=membership.key_id, tenant_id=membership.tenant_id, name=membership.key_name,
+                 monthly_limit=membership.key_limit, limits_changed_at=membership.key_limits_changed_at)
+    limits = tuple(limit for limit in (key_spend_limit(key), member_spend_limit(membership)) if limit is not None)
+    expires = membership.key_expires_at
     return KeyIdentity(key_id=membership.key_id, user=membership.user, membership=membership,
-                       tenant=membership.tenant)
+                       tenant=membership.tenant, key_name=membership.key_name,
+                       expires_at=expires.timestamp() if expires else None,
+                       key_tiers=tuple(membership.key_tiers) if membership.key_tiers is not None else None,
+                       spend_limits=limits)
 
 
 _aload = sync_to_async(_load)
@@ -243,12 +271,13 @@ def _cache_lookup(secret: str | None) -> tuple[str | None, int, object]:
 
 
 async def aauthenticate_key(secret: str | None) -> KeyIdentity | None:
-    """The identity of an active key, or None. Hits Postgres at most once per key per TTL."""
+    """The identity of an active, unexpired key, or None. Hits Postgres at most once per key per TTL; a cached
+    key's expiry is checked on every call."""
     key_hash, generation, identity = _cache_lookup(secret)
     if identity is _MISS:
         identity = await _aload(key_hash)
         _store(key_hash, identity, generation)
-    return identity
+    return None if identity is not None and identity.expired else identity
 
 
 def authenticate_key(secret: str | None) -> KeyIdentity | None:
@@ -257,7 +286,7 @@ def authenticate_key(secret: str | None) -> KeyIdentity | None:
     if identity is _MISS:
         identity = _load(key_hash)
         _store(key_hash, identity, generation)
-    return identity
+    return None if identity is not None and identity.expired else identity
 
 
 def key_cache_clear() -> None:
@@ -274,9 +303,11 @@ def _forget_key(key_hash: str, key_id: int) -> None:
 
 @receiver(post_save, sender=ApiKey, dispatch_uid="proxy_api_key_saved")
 def _api_key_saved(sender, instance: ApiKey, created: bool, **kwargs):
+    key_hash, key_id = instance.key_hash, instance.pk
     if instance.revoked_at is not None:
-        key_hash, key_id = instance.key_hash, instance.pk
         transaction.on_commit(lambda: _forget_key(key_hash, key_id))
+    elif not created:  # renamed, or its limits, tiers or expiry changed
+        transaction.on_commit(lambda: announce(f"key:{key_hash}"))
 
 
 @receiver(post_save, sender=Membership, dispatch_uid="proxy_membership_saved")

@@ -92,13 +92,30 @@ async def authenticate(headers: Mapping[str, str], protocol: str) -> KeyIdentity
 
 
 def _check_plan(identity: KeyIdentity, call: ParsedCall) -> None:
+    """The plan's tiers, then the key's and its member's narrower ones (a 403 naming which); then names the
+    key's and member's spend limits for the budget hold that follows (metering.ahold), all from the cached
+    identity: no query, no round trip."""
     plan = identity.plan
+    key_tiers, member_tiers = identity.key_tiers, identity.membership.allowed_tiers
     if call.tier is not None:
         if not plan.allows_tier(call.tier):
             raise ProxyError("permission", f"The {plan.name} plan does not include the {call.tier.upper()} tier.")
+        if key_tiers is not None and call.tier not in key_tiers:
+            raise ProxyError("permission", f"The API key “{identity.key_name}” is limited to "
+                                           f"{identity.tiers_text(key_tiers)}: the {call.tier.upper()} tier is not "
+                                           f"allowed for it.")
+        if member_tiers is not None and call.tier not in member_tiers:
+            raise ProxyError("permission", f"The member {identity.user.email} is limited to "
+                                           f"{identity.tiers_text(member_tiers)}: the {call.tier.upper()} tier is not "
+                                           f"allowed for them.")
     elif not plan.api_models_allowed:
         raise ProxyError("permission", f"The {plan.name} plan only allows the models \"auto\" and \"max\" "
                                        f"(got {call.model!r}).")
+    elif key_tiers is not None or member_tiers is not None:
+        which = f"API key “{identity.key_name}”" if key_tiers is not None else f"member {identity.user.email}"
+        raise ProxyError("permission", f"The {which} is limited to {identity.tiers_text(key_tiers or member_tiers)}: "
+                                       f"name the tier (\"auto\" or \"max\"), not a model (got {call.model!r}).")
+    metering.hold_limits_next(identity.spend_limits)
 
 
 async def _admit(headers: Mapping[str, str], body: bytes, protocol: str, request_id: str):

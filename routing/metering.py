@@ -21,45 +21,85 @@ are then sums over the ledger (billing.selectors.smart_savings), with the rule i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextvars import ContextVar
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 
 from billing import outbox
-from billing.budget import BudgetExceeded, abudget_reserve, budget_release, budget_reserve
+from billing.budget import BudgetExceeded, SpendLimit, abudget_reserve, budget_release, budget_reserve
 from billing.services import usage_record
-from tenants.models import Tenant
+from billing.spend_limits import member_spend_limit
+from tenants.models import TIER_CHOICES, Membership, Tenant
 
 from .catalog import Catalog, EndpointInfo, catalog_cached, catalog_get
 from .cost import estimate_max_cost, estimate_tokens, price_usage
-from .errors import RoutingError
+from .errors import RoutingError, TierNotAllowed
 from .types import Attempt, ChatRequest, Prices, RouteResult, SmartDecision, Usage
 
 # --- hold, record, release ---
 
-# What a refused hold raises: the budget's refusal (its message is fit to show people), or a routing error.
+# What a refused hold raises: the budget's refusal (its message, fit to show people, names the limit: the
+# workspace's cap, the member's or the API key's), or a routing error (a member's tiers exclude the tier).
 HOLD_REFUSALS = (BudgetExceeded, RoutingError)
 
 
-def hold(*, tenant, key: str, tier: str, request: ChatRequest) -> None:
-    """Reserve the call's estimated maximum cost on `tier` under `key` (again: the same key replaces the hold).
+def hold(*, tenant, key: str, tier: str, request: ChatRequest, user_id: int | None = None,
+         limits: Sequence[SpendLimit | None] = ()) -> None:
+    """Reserve the call's estimated maximum cost on `tier` under `key` (again: the same key replaces the hold),
+    against the workspace's cap and `limits`; with `user_id` (a chat turn's member) also against that member's
+    limit, after checking the member may use `tier`.
 
-    Raises one of HOLD_REFUSALS (BudgetExceeded: the hold would pass the plan's cap), holding nothing. Sync:
-    may load the catalog; the chat holds from a request thread or a Celery thread."""
-    budget_reserve(tenant=tenant, key=key, cost=estimate_max_cost(tenant=tenant, tier=tier, request=request))
+    Raises one of HOLD_REFUSALS (BudgetExceeded: the hold would pass a limit, which its text names;
+    TierNotAllowed: the member's tiers exclude `tier`), holding nothing. Sync: may load the catalog and the
+    member; the chat holds from a request thread or a Celery thread."""
+    if user_id is not None:
+        limits = (*limits, member_limit(tenant=tenant, user_id=user_id, tier=tier))
+    budget_reserve(tenant=tenant, key=key, cost=estimate_max_cost(tenant=tenant, tier=tier, request=request),
+                   limits=limits)
 
 
-async def ahold(*, tenant, key: str, tier: str, request: ChatRequest) -> None:
-    """`hold` on an event loop, for the proxy.
+def member_limit(*, tenant, user_id: int, tier: str) -> SpendLimit | None:
+    """The member's spend limit, after checking the member may use `tier` (TierNotAllowed otherwise)."""
+    membership = Membership.objects.select_related("user").filter(tenant=tenant, user_id=user_id).first()
+    if membership is None:
+        return None  # not a member any more: the workspace's cap still applies
+    if not membership.allows_tier(tier):
+        names = dict(TIER_CHOICES)
+        allowed = " and ".join(names.get(t, t) for t in membership.allowed_tiers) or "no tier"
+        raise TierNotAllowed(f"Your access in {tenant.name} is limited to {allowed}: the {names.get(tier, tier)} "
+                             f"tier is not available to you. A workspace admin can change this.")
+    return member_spend_limit(membership)
+
+
+# The proxy's admission names the API key's and its member's limits (carried by the cached key identity) for
+# the hold it makes next: `proxy/handler.py`'s `_check_plan` sets them, and the `ahold` that follows in the same
+# task consumes them. A context variable, so concurrent requests never see each other's.
+_next_hold_limits: ContextVar[tuple] = ContextVar("kc_next_hold_limits", default=())
+
+
+def hold_limits_next(limits: Sequence[SpendLimit | None]) -> None:
+    """Name the limits (besides the workspace's cap) the next `ahold` in this task reserves against."""
+    _next_hold_limits.set(tuple(limits))
+
+
+async def ahold(*, tenant, key: str, tier: str, request: ChatRequest,
+                limits: Sequence[SpendLimit | None] | None = None) -> None:
+    """`hold` on an event loop, for the proxy; `limits` default to those named by `hold_limits_next`.
 
     Twin of `hold` because a thread hop per request on the proxy's hot path costs measurable latency
     (bench/proxy_latency.py): the reservation runs on the loop, and so does the estimate while the catalog is in
-    this process's memory; only a stale catalog needs the database (a thread hop)."""
+    this process's memory; only a stale catalog needs the database (a thread hop). The key's and member's limits
+    are reserved by the same script, in the same round trip, as the cap."""
+    if limits is None:
+        limits = _next_hold_limits.get()
+        _next_hold_limits.set(())
     if catalog_cached() is not None:
         cost = estimate_max_cost(tenant=tenant, tier=tier, request=request)
     else:
         cost = await sync_to_async(estimate_max_cost)(tenant=tenant, tier=tier, request=request)
-    await abudget_reserve(tenant=tenant, key=key, cost=cost)
+    await abudget_reserve(tenant=tenant, key=key, cost=cost, limits=limits)
 
 
 def record(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None, result: RouteResult,

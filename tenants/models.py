@@ -183,7 +183,32 @@ class Tenant(models.Model):
         return self.auto_escalation
 
 
-class Membership(models.Model):
+class SpendLimits(models.Model):
+    """A monthly spend limit and allowed tiers narrower than the plan's, for a member or an API key.
+
+    Both are optional: an empty limit means none beyond the workspace's cap, and empty tiers follow the plan.
+    Tiers are only ever narrowed: the plan is checked first, then these. `limits_changed_at` names the version
+    of the limit the budget counts against (billing.budget: a changed limit starts a counter seeded from the
+    ledger, so a counter left from before cannot be trusted by mistake)."""
+
+    monthly_limit = models.DecimalField(
+        max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(Decimal("0"))],
+        help_text="Monthly spend limit in billed USD; empty means only the workspace's cap applies.",
+    )
+    allowed_tiers = ArrayField(
+        models.CharField(max_length=10, choices=TIER_CHOICES), null=True, blank=True,
+        help_text="Tiers allowed, narrower than the plan's; empty follows the plan.",
+    )
+    limits_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def allows_tier(self, tier: str) -> bool:
+        return self.allowed_tiers is None or tier in self.allowed_tiers
+
+
+class Membership(SpendLimits):
     ROLE_MEMBER = "member"
     ROLE_ADMIN = "admin"
     ROLE_CHOICES = [(ROLE_MEMBER, "Member"), (ROLE_ADMIN, "Admin")]
@@ -226,8 +251,9 @@ class Invite(models.Model):
         return f"Invite to {self.tenant} ({self.role})"
 
 
-class ApiKey(models.Model):
-    """A tenant API key. It acts as the member who created it. Only a SHA-256 of the secret is stored."""
+class ApiKey(SpendLimits):
+    """A tenant API key. It acts as the member who created it. Only a SHA-256 of the secret is stored.
+    An expired key (`expires_at` passed) is refused like a revoked one."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="api_keys")
     name = models.CharField(max_length=100)
@@ -237,6 +263,7 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="Optional: refused from this moment on.")
 
     class Meta:
         ordering = ["-created_at"]
@@ -247,6 +274,10 @@ class ApiKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
 
 
 class AuditEvent(models.Model):

@@ -45,6 +45,7 @@ ACCESS = {
     "team": TENANT_ADMIN, "team_invite_create": TENANT_ADMIN, "team_invite_revoke": TENANT_ADMIN,
     "team_member_role": TENANT_ADMIN, "team_member_remove": TENANT_ADMIN, "team_audit": TENANT_ADMIN,
     "team_audit_detail": TENANT_ADMIN, "workspace_settings": TENANT_ADMIN,
+    "api_key_limits": TENANT_ADMIN, "team_member_limits": TENANT_ADMIN,
     "staff_console": STAFF, "staff_tenant_plan": STAFF, "staff_tenant_status": STAFF, "staff_audit": STAFF,
     "staff_routing": STAFF, "conversations:staff_feedback": STAFF,
     "finance_overview": FINANCE, "finance_overview_csv": FINANCE, "finance_tenant": FINANCE,
