@@ -46,6 +46,20 @@ def conversation_create(*, tenant: Tenant, owner: User, tier: str = TIER_AUTO, t
     return Conversation.objects.create(tenant=tenant, owner=owner, tier=tier, title=title)
 
 
+def conversation_start(*, tenant: Tenant, owner: User, text: str, tier: str = TIER_AUTO) -> Message:
+    """Create a conversation with its first message and start the turn: there are no empty chats. Returns the
+    queued answer. Refuses (ChatRefused) as `message_send` does, and then leaves no conversation behind."""
+    tier = _valid_tier(tier)
+    text = _clean_text(text)
+    _check_can_run(tenant=tenant, tier=tier)
+    conversation = Conversation.objects.create(tenant=tenant, owner=owner, tier=tier, title=DEFAULT_TITLE)
+    try:
+        return message_send(conversation=conversation, author=owner, text=text)
+    except ChatRefused:
+        conversation.delete()
+        raise
+
+
 def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
     title = " ".join((title or "").split())
     if not title:

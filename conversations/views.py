@@ -90,14 +90,16 @@ def sidebar(request):
 @login_required
 @require_POST
 def conversation_new(request):
-    tier = request.POST.get("tier") or "auto"
+    """The new chat's first message: creates the conversation with it and opens it (the answer streams there)."""
     try:
-        conversation = services.conversation_create(tenant=_tenant(request), owner=request.user, tier=tier)
+        answer = services.conversation_start(tenant=_tenant(request), owner=request.user,
+                                             tier=request.POST.get("tier") or "auto", text=request.POST.get("text"))
     except services.ChatRefused as exc:
-        return _refusal(request, exc, "#sidebar-error")
+        return _refusal(request, exc, "#composer-error")
+    url = answer.conversation.get_absolute_url()
     if request.htmx:
-        return HttpResponseClientRedirect(conversation.get_absolute_url())
-    return redirect(conversation)
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 @login_required

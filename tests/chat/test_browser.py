@@ -38,8 +38,8 @@ def test_alice_sees_the_answer_grow_then_switches_to_max(open_page, fake_provide
     fake_provider.scenario(OPUS, {"text": "Deep thoughts from MAX.", "delay_ms": 10})
     page = open_page(alice)
     page.click("[data-testid=new-chat]")
+    _send(page, "Tell me about kiwis")  # the new chat is created with its first message, then opened
     page.wait_for_url(re.compile(r".*/chat/\d+/$"))
-    _send(page, "Tell me about kiwis")
 
     lengths = []
     deadline = time.monotonic() + 20

@@ -3,12 +3,13 @@ empty chats, versions, code and copy, the phone layout, the conversation list, s
 export. Fixtures (uvicorn, Celery worker, fake provider, a logged-in page that fails on console errors and
 saves a screenshot under artifacts/) are in conftest.py."""
 
+import re
 import time
 
 import pytest
 
 from conversations import services
-from conversations.models import Message
+from conversations.models import Conversation, Message
 
 from .conftest import integration, wait_for
 from .test_browser import KIMI
@@ -75,3 +76,21 @@ def test_a_second_tab_sending_mid_answer_is_told_why(open_page, fake_provider, a
     assert Message.objects.filter(role="assistant").count() == 1
     first.click("[data-testid=composer-stop]")
     first.wait_for_selector("article.msg-assistant[data-status=cancelled]")
+
+
+# --- 5. no empty chats ---
+
+
+def test_new_chat_is_an_empty_composer_until_the_first_message(open_page, fake_provider, alice):
+    fake_provider.scenario(KIMI, {"text": "Kiwis are birds.", "delay_ms": 10})
+    page = open_page(alice)
+    for _ in range(6):
+        page.click("[data-testid=new-chat]")
+        page.wait_for_load_state()
+    assert Conversation.objects.count() == 0
+    assert page.evaluate("() => document.activeElement === document.querySelector('#composer textarea')")
+    _send(page, "What is a kiwi?")
+    page.wait_for_url(re.compile(r".*/chat/\d+/$"))
+    _wait_done(page, 1)
+    assert "Kiwis are birds." in page.locator("article.msg-assistant").inner_text()
+    assert list(Conversation.objects.values_list("title", flat=True)) == ["What is a kiwi?"]

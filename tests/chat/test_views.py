@@ -55,11 +55,48 @@ def test_anonymous_is_sent_to_login(client, alice_chat):
     assert "/login/" in response["Location"]
 
 
-def test_new_conversation_redirects_to_it(as_alice, alice):
-    response = as_alice.post(reverse("conversations:new"), HTTP_HX_REQUEST="true")
+def test_a_new_chat_is_created_with_its_first_message_and_opened(as_alice, alice, chat_redis):
+    response = as_alice.post(reverse("conversations:new"), {"text": "What is a kiwi?", "tier": "max"},
+                             HTTP_HX_REQUEST="true")
     conversation = Conversation.objects.get(owner=alice)
     assert response["HX-Redirect"] == conversation.get_absolute_url()
-    assert conversation.tier == "auto"
+    assert (conversation.tier, conversation.title) == ("max", "What is a kiwi?")
+    assert list(conversation.messages.values_list("role", "status")) == [("user", "done"), ("assistant", "queued")]
+
+
+def test_new_chat_pages_create_nothing_until_a_message_is_sent(as_alice, alice):
+    for _ in range(6):
+        page = as_alice.get(reverse("conversations:home"))
+        assert 'id="composer"' in page.content.decode()
+        assert "autofocus" in page.content.decode()  # the message box is focused on a new chat
+    assert not Conversation.objects.exists()
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    ({"text": "   "}, "Type a message first."),
+    ({"text": "hi", "tier": "gold"}, "Choose a tier: Auto or MAX."),
+], ids=["empty", "bad-tier"])
+def test_a_refused_first_message_leaves_no_conversation(as_alice, chat_redis, data, error):
+    response = as_alice.post(reverse("conversations:new"), data, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422
+    assert error in response.content.decode()
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+def test_a_first_message_over_budget_leaves_no_conversation(as_alice, acme, chat_redis):
+    acme.plan.monthly_cap = Decimal("0")
+    acme.plan.save()
+    response = as_alice.post(reverse("conversations:new"), {"text": "hello"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422
+    assert not Conversation.objects.exists() and not Message.objects.exists()
+
+
+def test_max_first_message_on_free_plan_is_refused(bob, chat_redis):
+    client = _client_for(bob)
+    response = client.post(reverse("conversations:new"), {"text": "hi", "tier": "max"}, HTTP_HX_REQUEST="true")
+    assert response.status_code == 422
+    assert "MAX is not part of the Free plan" in response.content.decode()
+    assert not Conversation.objects.exists()
 
 
 def test_search_filters_the_sidebar_by_title(as_alice, alice, acme):
