@@ -260,8 +260,11 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Proxy API (/v1) ---
-# Largest accepted request body; bigger ones get 413 without being read further.
-PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=2 * 1024 * 1024)
+# Largest accepted request body; bigger ones get 413 without being read further. 32 MiB, Anthropic's own request
+# limit, so a request can carry images of PROXY_MAX_IMAGE_BYTES each (base64 is 4/3 of the bytes).
+PROXY_MAX_BODY_BYTES = env.int("PROXY_MAX_BODY_BYTES", default=32 * 1024 * 1024)
+# Largest image (decoded bytes) a request may carry: 5 MiB, Anthropic's per-image limit.
+PROXY_MAX_IMAGE_BYTES = env.int("PROXY_MAX_IMAGE_BYTES", default=5 * 1024 * 1024)
 # How long a process trusts its cached API key lookup (revocation is immediate through Redis; see
 # proxy/auth.py).
 PROXY_KEY_CACHE_TTL = env.float("PROXY_KEY_CACHE_TTL", default=10.0)

@@ -41,7 +41,7 @@ from routing.errors import (
     RoutingError,
     TierNotAllowed,
 )
-from routing.types import Done, Routed, TextDelta, Usage
+from routing.types import Done, Routed, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
 from . import formatting as fmt
 from .auth import KeyIdentity
@@ -117,8 +117,9 @@ def _total_tokens(usage: Usage) -> int:
 
 
 class Call:
-    """One routed call, run in its own task. Puts ("delta", text), ("facts", facts, ""), ("done", result,
-    billed, unsent) or ("error", ProxyError) into `queue`; after "done" it writes the usage row."""
+    """One routed call, run in its own task. Puts ("delta", text), ("tool", index, id, name), ("args", index,
+    fragment), ("facts", facts, ""), ("done", result, billed, unsent) or ("error", ProxyError) into `queue`; after
+    "done" it writes the usage row."""
 
     def __init__(self, *, identity: KeyIdentity, call: ParsedCall, request_id: str, estimate: int,
                  health: dict | None = None):
@@ -129,7 +130,7 @@ class Call:
         self.estimate = estimate
         self.queue: asyncio.Queue = asyncio.Queue()
         self.client_gone = False
-        self.started = False  # a text delta was produced: the budget hold now ends in a usage row
+        self.started = False  # a text or tool-call delta was produced: the budget hold now ends in a usage row
         self.task: asyncio.Task | None = None
 
     async def should_stop(self) -> bool:
@@ -206,6 +207,11 @@ class Call:
                 if isinstance(event, TextDelta):  # always after Routed: the facts have gone out
                     self.started = True
                     await self.queue.put(("delta", event.text))
+                elif isinstance(event, ToolCallDelta):
+                    await self.queue.put(("args", event.index, event.arguments))
+                elif isinstance(event, ToolCallStart):
+                    self.started = True
+                    await self.queue.put(("tool", event.index, event.id, event.name))
                 elif isinstance(event, Done):
                     await self._answer_then_record(event.result, not facts_sent)
                     return

@@ -54,7 +54,7 @@ class ProxyResponse:
 
 
 def max_body_bytes() -> int:
-    return int(getattr(settings, "PROXY_MAX_BODY_BYTES", 2 * 1024 * 1024))
+    return int(getattr(settings, "PROXY_MAX_BODY_BYTES", 32 * 1024 * 1024))
 
 
 def new_request_id() -> str:
@@ -188,9 +188,10 @@ async def _complete(runner: Call, protocol: str) -> ProxyResponse:
         raise ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
     if protocol == ANTHROPIC:
         body = fmt.anthropic_message(facts, result.text, result.finish_reason, result.usage, result.cost, billed,
-                                     result.stop_sequence)
+                                     result.stop_sequence, result.tool_calls)
     else:
-        body = fmt.openai_completion(facts, result.text, result.finish_reason, result.usage, result.cost, billed)
+        body = fmt.openai_completion(facts, result.text, result.finish_reason, result.usage, result.cost, billed,
+                                     result.tool_calls)
     headers = [JSON] + fmt.routing_headers(facts) + fmt.money_headers(result.cost, billed)
     return ProxyResponse(200, headers, body)
 
@@ -202,26 +203,35 @@ async def _stream(runner: Call, protocol: str) -> ProxyResponse:
         raise first[1]
     if first[0] == "done":
         result = first[1]
-        facts, first_text, pending = route_facts(runner.request_id, result), result.text, first
+        facts, first, pending = route_facts(runner.request_id, result), ("delta", result.text), first
     else:
-        _, facts, first_text = first
-        pending = None
+        facts = first[1]
+        # Routed comes just before the answer's first delta, so it is queued already: the first chunk carries it.
+        first, pending = await runner.next_item(), None
     headers = SSE_HEADERS + fmt.routing_headers(facts)
-    return ProxyResponse(200, headers, stream=_relay(runner, protocol, facts, first_text, pending))
+    return ProxyResponse(200, headers, stream=_relay(runner, protocol, facts, first, pending))
 
 
-async def _relay(runner: Call, protocol: str, facts: fmt.RouteFacts, first_text: str, pending):
-    """The answer's SSE events. Whatever the call has already queued goes out as one chunk: deltas that
-    arrived together (a provider's TCP read often holds several) cost one ASGI send and one socket write, not
-    one each; nothing waits to be batched, so a lone delta still goes out at once."""
+async def _relay(runner: Call, protocol: str, facts: fmt.RouteFacts, first, pending):
+    """The answer's SSE events, from its first item (a text delta, a tool call's start, or the end) on. Whatever
+    the call has already queued goes out as one chunk: deltas that arrived together (a provider's TCP read often
+    holds several) cost one ASGI send and one socket write, not one each; nothing waits to be batched, so a lone
+    delta still goes out at once."""
     call = runner.call
+    if first[0] == "delta":
+        head, first = first[1], None
+    elif first[0] == "tool":
+        head = None
+    else:  # the end (or an error) right after the facts: the opening chunk, then that item
+        head, pending, first = "", first, None
     if protocol == ANTHROPIC:
         events = fmt.AnthropicEvents(facts)
         estimated_input = call.estimated_input_tokens()
-        yield events.first(first_text, estimated_input)
+        yield events.first(head, estimated_input) if head is not None \
+            else events.first_tool(*first[1:], estimated_input)
     else:
         events = fmt.OpenAIChunks(facts, call.include_usage)
-        yield events.first(first_text)
+        yield events.first(head) if head is not None else events.first_tool(*first[1:])
     queue = runner.queue
     try:
         while True:
@@ -248,6 +258,12 @@ def _relay_item(runner: Call, protocol: str, events, item, out: list[bytes]) -> 
     if item[0] == "delta":
         if item[1]:
             out.append(events.delta(item[1]))
+        return False
+    if item[0] == "args":
+        out.append(events.tool_arguments(item[1], item[2]))
+        return False
+    if item[0] == "tool":
+        out.append(events.tool_start(item[1], item[2], item[3]))
         return False
     if item[0] == "done":
         _, result, billed, _unsent = item

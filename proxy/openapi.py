@@ -43,15 +43,28 @@ COMPONENTS = {
     "ChatCompletionRequest": {
         "type": "object", "required": ["model", "messages"],
         "description": "OpenAI chat completions. Every field is forwarded, recorded or refused with a 400 "
-                       "naming it (n > 1, tools, response_format other than text, audio, logprobs, store, "
-                       "service tiers other than auto/default...; the table is in docs/contracts.md).",
+                       "naming it (n > 1, functions, audio, logprobs, store, service tiers other than "
+                       "auto/default...; the table is in docs/contracts.md). Tools, tool_choice, "
+                       "parallel_tool_calls, response_format and image_url parts are forwarded to every provider "
+                       "(translated for Anthropic).",
         "properties": {
             "model": {"type": "string", "description": "auto, max, kiwiclaw/auto, kiwiclaw/max, or (where "
                                                        "the plan allows) a catalog model from /v1/models."},
             "messages": {"type": "array", "minItems": 1, "items": {
                 "type": "object", "required": ["role", "content"],
-                "properties": {"role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-                               "content": _STRING_OR_TEXT_PARTS}}},
+                "properties": {"role": {"type": "string",
+                                        "enum": ["system", "developer", "user", "assistant", "tool"]},
+                               "content": _STRING_OR_TEXT_PARTS,
+                               "tool_calls": {"type": "array", "items": {"type": "object"}},
+                               "tool_call_id": {"type": "string"}}}},
+            "tools": {"type": "array", "nullable": True, "items": {"type": "object"},
+                      "description": "Function tools; each `parameters` must be a JSON Schema of type object."},
+            "tool_choice": {"nullable": True, "oneOf": [{"type": "string", "enum": ["none", "auto", "required"]},
+                                                        {"type": "object"}]},
+            "parallel_tool_calls": {"type": "boolean", "nullable": True},
+            "response_format": {"type": "object", "nullable": True,
+                                "description": "text, json_object or json_schema (schema checked against the "
+                                               "JSON Schema metaschema)."},
             "max_tokens": _NULLABLE_INT, "max_completion_tokens": _NULLABLE_INT,
             "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
             "top_p": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True},
@@ -87,9 +100,13 @@ COMPONENTS = {
             "model": {"type": "string", "description": "The upstream model that answered."},
             "choices": {"type": "array", "items": {"type": "object", "properties": {
                 "index": {"type": "integer"},
-                "message": {"type": "object", "properties": {"role": {"type": "string"},
-                                                             "content": {"type": "string"}}},
-                "finish_reason": {"type": "string", "enum": ["stop", "length", "content_filter"]},
+                "message": {"type": "object", "properties": {
+                    "role": {"type": "string"}, "content": {"type": "string", "nullable": True},
+                    "tool_calls": {"type": "array", "items": {"type": "object", "properties": {
+                        "id": {"type": "string"}, "type": {"type": "string", "enum": ["function"]},
+                        "function": {"type": "object", "properties": {"name": {"type": "string"},
+                                                                      "arguments": {"type": "string"}}}}}}}},
+                "finish_reason": {"type": "string", "enum": ["stop", "length", "content_filter", "tool_calls"]},
             }}},
             "usage": {"$ref": "#/components/schemas/Usage"},
         },
@@ -109,7 +126,16 @@ COMPONENTS = {
             "messages": {"type": "array", "minItems": 1, "items": {
                 "type": "object", "required": ["role", "content"],
                 "properties": {"role": {"type": "string", "enum": ["user", "assistant"]},
-                               "content": _STRING_OR_TEXT_PARTS}}},
+                               "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {
+                                   "type": "object", "description": "text, image, tool_use or tool_result block",
+                                   "required": ["type"], "properties": {"type": {"type": "string"}}}}]}}}},
+            "tools": {"type": "array", "items": {"type": "object", "required": ["name", "input_schema"]},
+                      "description": "Client tools (name, description, input_schema, cache_control)."},
+            "tool_choice": {"type": "object", "required": ["type"], "properties": {
+                "type": {"type": "string", "enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"},
+                "disable_parallel_tool_use": {"type": "boolean"}}},
+            "cache_control": {"type": "object", "nullable": True, "properties": {
+                "type": {"type": "string", "enum": ["ephemeral"]}, "ttl": {"type": "string", "enum": ["5m", "1h"]}}},
             "temperature": {"type": "number", "minimum": 0, "maximum": 1},
             "top_p": {"type": "number", "minimum": 0, "maximum": 1},
             "stop_sequences": {"type": "array", "items": {"type": "string"}},
@@ -124,7 +150,8 @@ COMPONENTS = {
             "id": {"type": "string"}, "type": {"type": "string", "enum": ["message"]},
             "role": {"type": "string", "enum": ["assistant"]}, "model": {"type": "string"},
             "content": {"type": "array", "items": {"type": "object", "properties": {
-                "type": {"type": "string"}, "text": {"type": "string"}}}},
+                "type": {"type": "string"}, "text": {"type": "string"}, "id": {"type": "string"},
+                "name": {"type": "string"}, "input": {"type": "object"}}}},
             "stop_reason": {"type": "string", "nullable": True},
             "stop_sequence": {"type": "string", "nullable": True},
             "usage": {"type": "object", "properties": {

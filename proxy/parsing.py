@@ -6,31 +6,32 @@ so a client never gets an answer it did not ask for. An unknown field is refused
 step with docs/contracts.md, "proxy: request fields"):
 
 OpenAI `POST /v1/chat/completions`
-  forwarded      messages (text parts; system/developer become the system prompt), max_tokens /
-                 max_completion_tokens, temperature (clamped per provider: routing.providers), top_p, stop (at most
-                 routing.core.MAX_STOP_SEQUENCES), stream, stream_options.include_usage (answered by the proxy),
-                 seed (to OpenAI-compatible providers; best-effort by OpenAI's own definition, Anthropic has none)
+  forwarded      messages (text and image_url parts, assistant tool_calls, tool messages; system/developer become the
+                 system prompt: proxy/content.py), max_tokens / max_completion_tokens, temperature (clamped per
+                 provider: routing.providers), top_p, stop (at most routing.core.MAX_STOP_SEQUENCES), stream,
+                 stream_options.include_usage (answered by the proxy), seed (to OpenAI-compatible providers;
+                 best-effort by OpenAI's own definition, Anthropic has none), tools (function tools), tool_choice,
+                 parallel_tool_calls, response_format (text / json_object / json_schema: proxy/tools.py)
   recorded       user, safety_identifier: the tenant's end-user id on the usage row (one id: if both are sent
                  they must agree)
   accepted as the default only (anything else refused)
                  n = 1, store = false, service_tier = auto/default, verbosity = medium, metadata = {} (metadata is
-                 kept only with stored completions), tool_choice = none, function_call = none,
-                 response_format = text, modalities = [text], frequency/presence_penalty = 0, logprobs = false,
-                 top_logprobs = 0, logit_bias = {}
-  refused        tools, functions, parallel_tool_calls, audio, prediction, web_search_options, reasoning_effort,
-                 prompt_cache_key, prompt_cache_retention (tool calling, structured output and prompt caching
-                 are future work; reasoning is chosen by the tier), a message's `name`, a content part's keys
-                 other than type and text, any unknown field
+                 kept only with stored completions), function_call = none, modalities = [text],
+                 frequency/presence_penalty = 0, logprobs = false, top_logprobs = 0, logit_bias = {}
+  refused        functions (the deprecated form of tools), audio, prediction, web_search_options, reasoning_effort,
+                 prompt_cache_key, prompt_cache_retention (providers cache prefixes automatically; reasoning is
+                 chosen by the tier), a message's `name`, a content part's unknown keys, any unknown field
 
 Anthropic `POST /v1/messages` (header `anthropic-version` 2023-06-01 or 2026-10-21; absent = 2023-06-01)
-  forwarded      messages (text blocks), system, max_tokens, temperature (0–1), top_p (both refused under
-                 2026-10-21, which removed them), stop_sequences (at most MAX_STOP_SEQUENCES), stream
+  forwarded      messages (text, image, tool_use and tool_result blocks, cache_control on each), system (text or
+                 text blocks with cache_control), max_tokens, temperature (0–1), top_p (both refused under
+                 2026-10-21, which removed them), stop_sequences (at most MAX_STOP_SEQUENCES), stream, tools (client
+                 tools, cache_control), tool_choice (auto / any / tool / none, disable_parallel_tool_use),
+                 cache_control (top level: a breakpoint on the last block, as Anthropic applies it)
   recorded       metadata.user_id: the tenant's end-user id (metadata has no other field)
   accepted as the default only
-                 service_tier = auto/standard_only (KiwiClaw never buys priority capacity), tool_choice none,
-                 thinking disabled
-  refused        tools, cache_control (top level or on a block), output_config, top_k, thinking enabled,
-                 container, mcp_servers, and any other field
+                 service_tier = auto/standard_only (KiwiClaw never buys priority capacity), thinking disabled
+  refused        output_config, top_k, thinking enabled, container, mcp_servers, server tools, and any other field
 
 A key sent as null counts as absent (SDK objects round-trip with null fields), as does an empty list or object
 on a message or content part.
@@ -38,14 +39,15 @@ on a message or content part.
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from billing.models import END_USER_MAX_LENGTH
 from routing.core import MAX_STOP_SEQUENCES
-from routing.types import ChatMessage, ChatRequest
+from routing.types import ChatRequest
 
+from . import content, tools
 from .errors import ProxyError
 
 TIER_ALIASES = {"auto": "auto", "max": "max", "kiwiclaw/auto": "auto", "kiwiclaw/max": "max"}
@@ -161,30 +163,8 @@ def check_anthropic_version(headers: Mapping[str, str]) -> str:
     return version
 
 
-def _text_parts(content, where: str) -> str:
-    """Text of a message: a string, or a list of text parts. Anything else (images, audio, files, tool
-    results) is refused: the routing core carries text only."""
-    if isinstance(content, str):
-        return content
-    if not isinstance(content, list):
-        raise _invalid(f"`{where}` must be a string or a list of text parts.", where)
-    texts = []
-    for i, part in enumerate(content):
-        if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-            raise _invalid(f"`{where}[{i}]` is a {kind!r} part; only text parts are supported.", f"{where}[{i}]")
-        if len(part) > 2:
-            _no_extra_keys(part, ("type", "text"), f"{where}[{i}]")
-        texts.append(part["text"])
-    return "\n".join(texts)
-
-
-def _no_extra_keys(item: dict, allowed: tuple[str, ...], where: str) -> None:
-    """Refuse a key the router would otherwise drop (a message's `name`, a block's `cache_control`...); a key
-    sent as null or empty counts as absent (SDK objects round-trip with `"tool_calls": null` or `[]`)."""
-    for key, value in item.items():
-        if key not in allowed and value is not None and value != [] and value != {}:
-            raise _invalid(f"`{where}.{key}` is not supported by KiwiClaw.", f"{where}.{key}")
+_text_parts = content.text_parts
+_no_extra_keys = content.no_extra_keys
 
 
 def _reject(data: dict, name: str, ok: bool, why: str) -> None:
@@ -215,14 +195,9 @@ def parse_openai(body: bytes) -> ParsedCall:
     model, tier, endpoint = _model(data)
 
     _reject(data, "n", data.get("n") in (None, 1), "only one choice (n = 1) is generated.")
-    _reject(data, "tools", not data.get("tools"), "tool calling is not available through the router.")
-    _reject(data, "parallel_tool_calls", data.get("parallel_tool_calls") is None, "tool calling is not available through the router.")
-    _reject(data, "functions", not data.get("functions"), "function calling is not available through the router.")
-    _reject(data, "tool_choice", data.get("tool_choice") in (None, "none"), "tool calling is not available.")
-    _reject(data, "function_call", data.get("function_call") in (None, "none"), "function calling is not available.")
-    fmt = data.get("response_format")
-    _reject(data, "response_format", fmt is None or (isinstance(fmt, dict) and fmt.get("type") == "text"),
-            "only text answers are supported (no JSON mode or schemas).")
+    _reject(data, "functions", not data.get("functions"), "`functions` is deprecated; send `tools`.")
+    _reject(data, "function_call", data.get("function_call") in (None, "none"),
+            "`function_call` is deprecated; send `tool_choice`.")
     _reject(data, "audio", data.get("audio") is None, "audio output is not supported.")
     _reject(data, "modalities", data.get("modalities") in (None, ["text"]), "only the text modality is supported.")
     _reject(data, "logprobs", not data.get("logprobs"), "log probabilities are not available.")
@@ -241,10 +216,10 @@ def parse_openai(body: bytes) -> ParsedCall:
     _reject(data, "service_tier", data.get("service_tier") in (None, "auto", "default"),
             "requests run on the providers' default tier (\"auto\" or \"default\").")
     _reject(data, "verbosity", data.get("verbosity") in (None, "medium"), "only the default (medium) is available.")
-    _reject(data, "prompt_cache_key", data.get("prompt_cache_key") is None, "prompt caching controls are not "
-            "available yet.")
-    _reject(data, "prompt_cache_retention", data.get("prompt_cache_retention") is None, "prompt caching controls "
-            "are not available yet.")
+    _reject(data, "prompt_cache_key", data.get("prompt_cache_key") is None, "the providers cache prompt prefixes "
+            "automatically; there is no cache key to set.")
+    _reject(data, "prompt_cache_retention", data.get("prompt_cache_retention") is None, "the providers cache "
+            "prompt prefixes automatically, for their own retention.")
     seed = data.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not -2**63 <= seed < 2**63):
         raise _invalid("`seed` must be an integer.", "seed")
@@ -252,26 +227,7 @@ def parse_openai(body: bytes) -> ParsedCall:
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise _invalid("`messages` must be a non-empty list of messages.", "messages")
-    system_parts: list[str] = []
-    messages: list[ChatMessage] = []
-    for i, msg in enumerate(raw_messages):
-        where = f"messages[{i}]"
-        if not isinstance(msg, dict):
-            raise _invalid(f"`{where}` must be an object with `role` and `content`.", where)
-        role = msg.get("role")
-        if role in ("tool", "function") or msg.get("tool_calls") or msg.get("function_call"):
-            raise _invalid(f"`{where}`: tool and function messages are not supported.", where)
-        if role not in ("system", "developer", "user", "assistant"):
-            raise _invalid(f"`{where}.role` must be one of system, developer, user, assistant.", f"{where}.role")
-        if "content" not in msg or msg["content"] is None:
-            raise _invalid(f"`{where}.content` is required.", f"{where}.content")
-        if len(msg) > 2:
-            _no_extra_keys(msg, ("role", "content"), where)
-        text = _text_parts(msg["content"], f"{where}.content")
-        if role in ("system", "developer"):
-            system_parts.append(text)
-        else:
-            messages.append(ChatMessage(role=role, content=text))
+    system_parts, messages = content.openai_messages(raw_messages)
     if not messages:
         raise _invalid("`messages` needs at least one user message besides the system prompt.", "messages")
 
@@ -304,6 +260,10 @@ def parse_openai(body: bytes) -> ParsedCall:
         stream=stream,
         seed=seed,
     )
+    if "tools" in data or "tool_choice" in data or "parallel_tool_calls" in data or "response_format" in data:
+        specs, choice, parallel = tools.openai_tools(data)
+        request = replace(request, tools=specs, tool_choice=choice, parallel_tool_calls=parallel,
+                          response_format=tools.openai_response_format(data.get("response_format")))
     return ParsedCall(protocol="openai", model=model, tier=tier, endpoint=endpoint, request=request,
                       stream=stream, include_usage=include_usage, end_user=end_user or safety_identifier)
 
@@ -324,17 +284,12 @@ def parse_anthropic(body: bytes, version: str = ANTHROPIC_VERSIONS[0]) -> Parsed
     for name in _SAMPLING_REMOVED.get(version, ()):
         _reject(data, name, False, f"anthropic-version {version} has no sampling parameters.")
 
-    _reject(data, "tools", not data.get("tools"), "tool use is not available through the router.")
-    _reject(data, "tool_choice", data.get("tool_choice") is None
-            or (isinstance(data["tool_choice"], dict) and data["tool_choice"].get("type") == "none"),
-            "tool use is not available.")
     thinking = data.get("thinking")
     _reject(data, "thinking", thinking is None or (isinstance(thinking, dict) and thinking.get("type") == "disabled"),
             "extended thinking is chosen by the tier; use model \"max\".")
     _reject(data, "top_k", data.get("top_k") is None, "top_k sampling is not available.")
     _reject(data, "container", data.get("container") is None, "containers are not available.")
     _reject(data, "mcp_servers", not data.get("mcp_servers"), "MCP servers are not available.")
-    _reject(data, "cache_control", data.get("cache_control") is None, "prompt caching controls are not available yet.")
     _reject(data, "output_config", data.get("output_config") is None, "output formats and effort are not available; effort is chosen by the "
             "tier.")
     _reject(data, "service_tier", data.get("service_tier") in (None, "auto", "standard_only"),
@@ -344,23 +299,15 @@ def parse_anthropic(body: bytes, version: str = ANTHROPIC_VERSIONS[0]) -> Parsed
     if max_tokens is None:
         raise _invalid("`max_tokens` is required.", "max_tokens")
 
-    system = data.get("system")
-    if system is not None:
-        system = _text_parts(system, "system")
+    system, system_blocks = content.anthropic_system(data.get("system"))
 
     raw_messages = data.get("messages")
     if not isinstance(raw_messages, list) or not raw_messages:
         raise _invalid("`messages` must be a non-empty list of messages.", "messages")
-    messages: list[ChatMessage] = []
-    for i, msg in enumerate(raw_messages):
-        where = f"messages.{i}"
-        if not isinstance(msg, dict) or msg.get("role") not in ("user", "assistant"):
-            raise _invalid(f"`{where}.role` must be \"user\" or \"assistant\".", where)
-        if "content" not in msg:
-            raise _invalid(f"`{where}.content` is required.", where)
-        if len(msg) > 2:
-            _no_extra_keys(msg, ("role", "content"), where)
-        messages.append(ChatMessage(role=msg["role"], content=_text_parts(msg["content"], f"{where}.content")))
+    messages = content.anthropic_messages(raw_messages)
+    top_cache = content.cache_control(data.get("cache_control"), "cache_control")
+    if top_cache is not None:  # Anthropic applies it to the last cacheable block: so do we, for every provider
+        messages[-1] = content.with_breakpoint(messages[-1], top_cache)
 
     stream = data.get("stream")
     if stream is not None and not isinstance(stream, bool):
@@ -381,6 +328,10 @@ def parse_anthropic(body: bytes, version: str = ANTHROPIC_VERSIONS[0]) -> Parsed
         top_p=_number(data, "top_p", 0, 1),
         stop=_stop_list(data.get("stop_sequences"), "stop_sequences"),
         stream=bool(stream),
+        system_blocks=system_blocks,
     )
+    if "tools" in data or "tool_choice" in data:
+        specs, choice, parallel = tools.anthropic_tools(data)
+        request = replace(request, tools=specs, tool_choice=choice, parallel_tool_calls=parallel)
     return ParsedCall(protocol="anthropic", model=model, tier=tier, endpoint=endpoint, request=request,
                       stream=bool(stream), include_usage=True, end_user=end_user)

@@ -32,8 +32,8 @@ class ProviderConfigAdmin(AuditedAdmin):
 @admin.register(ModelEndpoint)
 class ModelEndpointAdmin(AuditedAdmin):
     list_display = ("slug", "upstream_model", "provider", "context_window", "price_input", "price_output",
-                    "price_cache_write", "price_cache_read", "enabled")
-    list_filter = ("provider", "enabled")
+                    "price_cache_write", "price_cache_read", "vision", "enabled")
+    list_filter = ("provider", "enabled", "vision")
 
     @staticmethod
     def save_function(obj, user):

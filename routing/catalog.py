@@ -33,6 +33,7 @@ class EndpointInfo:
     context_window: int
     prices: Prices
     enabled: bool
+    vision: bool = False  # reads images (the catalog's vision flag)
 
     @property
     def base_url(self) -> str:
@@ -73,6 +74,7 @@ def catalog_load() -> Catalog:
             prices=Prices(input=e.price_input, output=e.price_output, cache_write=e.price_cache_write,
                           cache_read=e.price_cache_read),
             enabled=e.enabled,
+            vision=e.vision,
         )
         for e in endpoint_list()
     }

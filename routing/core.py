@@ -21,8 +21,8 @@ from .catalog import catalog_cached, catalog_get
 from .cost import estimate_prompt_tokens, request_max_tokens
 from .dispatch import dispatch
 from .errors import RequestInvalid, RoutingError
-from .policy import downgrade_applies, policy_decide
-from .types import ROLES, TIERS, ChatMessage, ChatRequest, Done, RouteResult, SmartDecision
+from .policy import Needs, downgrade_applies, policy_decide
+from .types import ROLES, TIERS, ChatMessage, ChatRequest, Done, ImageBlock, RouteResult, SmartDecision
 
 MAX_STOP_SEQUENCES = 4
 
@@ -47,7 +47,7 @@ def validate_request(*, tier: str, request: ChatRequest) -> None:
             raise RequestInvalid(
                 f"Message {number} is not text ({type(message.content).__name__}): only text content is supported."
             )
-        if not message.content.strip():
+        if not message.content.strip() and not message.blocks:
             raise RequestInvalid(f"Message {number} is empty.")
     if request.system is not None and not isinstance(request.system, str):
         raise RequestInvalid("The system prompt must be text.")
@@ -71,6 +71,25 @@ def validate_request(*, tier: str, request: ChatRequest) -> None:
             isinstance(s, str) and s for s in request.stop
         ):
             raise RequestInvalid(f"stop must be a list of up to {MAX_STOP_SEQUENCES} non-empty strings.")
+
+
+def request_needs(request: ChatRequest) -> Needs | None:
+    """What an endpoint must be able to do for this request beyond text (None for a text request: the chat path
+    and plain proxy calls pay one pass over their messages)."""
+    if not (request.tools or request.response_format is not None
+            or any(m.blocks is not None for m in request.messages)):
+        return None
+    images = image_urls = False
+    for message in request.messages:
+        for block in message.blocks or ():
+            contents = block.content if hasattr(block, "tool_use_id") and not isinstance(block.content, str) \
+                else (block,)
+            for item in contents:
+                if type(item) is ImageBlock:
+                    images = True
+                    image_urls = image_urls or item.url is not None
+    return Needs(vision=images, image_urls=image_urls,
+                 tools_with_format=bool(request.tools) and request.response_format is not None)
 
 
 async def _plan_of(tenant):
@@ -152,7 +171,7 @@ async def route_stream(
         health = await breaker_states([slug for slug, e in catalog.endpoints.items() if e.enabled])
     route_plan = policy_decide(catalog=catalog, tier=tier, plan=plan, spend=spend,
                                prompt_tokens=estimate_prompt_tokens(request), max_tokens=max_tokens,
-                               health=health, model=model, smart=smart)
+                               health=health, model=model, smart=smart, needs=request_needs(request))
     async for event in dispatch(plan=route_plan, request=request, max_tokens=max_tokens,
                                 requested_tier="" if model is not None else tier,
                                 should_stop=should_stop, health=health):

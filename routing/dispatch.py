@@ -11,6 +11,7 @@ Rules (see docs/architecture.md, "Routing core"):
 - Only the last endpoint is retried, with exponential backoff and jitter, never sooner than `retry-after`,
   and never past the overall deadline (ROUTING_DEADLINE_SECONDS, counted until the answer starts).
 - A terminal request error (bad request, content filter) fails at once, without walking the chain.
+- A tool call's start is a delta like text: fallback ends there too.
 - After the first delta has been passed on there is no fallback: an error ends the answer with
   finish_reason "error", keeping the partial text and its (possibly estimated) usage. A stream silent for
   ROUTING_STREAM_IDLE_TIMEOUT after it started ends so too (httpx's read timeout for the streamed call).
@@ -56,6 +57,9 @@ from .types import (
     Routed,
     RouteResult,
     TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStart,
     Usage,
     UsageUpdate,
 )
@@ -101,7 +105,8 @@ class _Walk:
 class _Answer:
     """One call of one endpoint: its entry in the decision log and what it has produced so far."""
 
-    __slots__ = ("endpoint", "attempt", "events", "started", "parts", "usage", "finish", "stop_sequence", "error")
+    __slots__ = ("endpoint", "attempt", "events", "started", "parts", "usage", "finish", "stop_sequence", "error",
+                 "tools")
 
     def __init__(self, walk: _Walk, endpoint: EndpointInfo):
         self.endpoint = endpoint
@@ -114,6 +119,15 @@ class _Answer:
         self.finish: str | None = None
         self.stop_sequence: str | None = None
         self.error: ProviderError | None = None  # an error after the answer started: it ends the answer
+        self.tools: list[tuple[str, str, list[str]]] | None = None  # (id, name, argument fragments) per tool call
+
+    def tool_event(self, event) -> None:
+        if type(event) is ToolCallStart:
+            if self.tools is None:
+                self.tools = []
+            self.tools.append((event.id, event.name, []))
+        elif self.tools is not None and event.index < len(self.tools):
+            self.tools[event.index][2].append(event.arguments)
 
 
 async def dispatch(
@@ -169,7 +183,7 @@ async def dispatch(
     raise _all_failed(walk)
 
 
-async def _first_delta(walk: _Walk, answer: _Answer) -> TextDelta | None:
+async def _first_delta(walk: _Walk, answer: _Answer) -> TextDelta | ToolCallStart | None:
     """Read the endpoint's events up to its first text delta and return it, or None for an answer that finished
     without any text (e.g. max_tokens 0-ish). Until the first delta the routing deadline and, for a stream, the
     endpoint's first-delta deadline bound the wait; after it, the stream's idle timeout does. Raises
@@ -188,6 +202,10 @@ async def _first_delta(walk: _Walk, answer: _Answer) -> TextDelta | None:
         if isinstance(event, TextDelta):
             answer.attempt.ttft_ms = _ms(answer.started, time.perf_counter())
             answer.parts.append(event.text)
+            return event
+        if isinstance(event, ToolCallStart):
+            answer.attempt.ttft_ms = _ms(answer.started, time.perf_counter())
+            answer.tool_event(event)
             return event
         if isinstance(event, UsageUpdate):
             answer.usage = event.usage
@@ -255,6 +273,9 @@ async def _stream_rest(walk: _Walk, answer: _Answer) -> AsyncIterator:
             elif isinstance(event, UsageUpdate):
                 answer.usage = event.usage
                 yield event
+            elif isinstance(event, ToolCallStart | ToolCallDelta):
+                answer.tool_event(event)
+                yield event
             elif isinstance(event, Finish):
                 answer.finish, answer.stop_sequence = event.finish_reason, event.stop_sequence
     except ProviderError as exc:
@@ -289,7 +310,10 @@ def _result(walk: _Walk, answer: _Answer) -> Done:
     reported it) priced at the endpoint that answered, and the decision log."""
     plan, endpoint, error = walk.plan, answer.endpoint, answer.error
     text = "".join(answer.parts)
-    final_usage = _complete_usage(answer.usage, request=walk.request, text=text,
+    calls = () if answer.tools is None else tuple(
+        ToolCall(id=call_id, name=name, arguments="".join(parts)) for call_id, name, parts in answer.tools)
+    final_usage = _complete_usage(answer.usage, request=walk.request,
+                                  text=text + "".join(c.name + c.arguments for c in calls),
                                   cut_short=error is not None or answer.finish == FINISH_CANCELLED)
     return Done(RouteResult(
         text=text, finish_reason=FINISH_ERROR if error is not None else answer.finish, tier=plan.tier,
@@ -299,6 +323,7 @@ def _result(walk: _Walk, answer: _Answer) -> Done:
         cost=price_usage(prices=endpoint.prices, usage=final_usage), prices=endpoint.prices,
         error=("The answer was interrupted: " + error.message) if error is not None else None,
         stop_sequence=answer.stop_sequence if error is None and answer.finish == FINISH_STOP else None,
+        tool_calls=calls,
     ))
 
 

@@ -69,6 +69,8 @@ class ModelEndpoint(models.Model):
         max_digits=12, decimal_places=6, validators=[MinValueValidator(Decimal(0))]
     )
     enabled = models.BooleanField(default=True)
+    vision = models.BooleanField(default=False, help_text="Reads images: a request with images goes only to "
+                                 "endpoints with this set.")
     updated_at = models.DateTimeField(auto_now=True)
 
     PRICE_FIELDS = ("price_input", "price_output", "price_cache_write", "price_cache_read")

@@ -11,6 +11,7 @@ from decimal import Decimal
 from .breaker import HALF_OPEN, SKIPPED_STATES
 from .catalog import Catalog, EndpointInfo
 from .errors import AllEndpointsFailed, ModelNotAllowed, RequestInvalid, TierNotAllowed
+from .providers import adapter_for
 from .types import OUTCOME_SKIPPED, TIERS, Attempt, SmartDecision
 
 TIER_LABELS = {"auto": "Auto", "max": "MAX"}
@@ -24,6 +25,35 @@ class RoutePlan:
     half_open: set[str] = field(default_factory=set)  # endpoints whose half-open trial must be claimed first
     skipped: list[Attempt] = field(default_factory=list)  # breaker skips, for the decision log
     smart: SmartDecision | None = None  # smart Auto's decision, with `escalated` as the policy settled it
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a request needs of an endpoint beyond text (routing.core.request_needs)."""
+
+    vision: bool = False  # it has images: only endpoints with the catalog's vision flag
+    image_urls: bool = False  # some image is a URL: only providers that fetch URLs (the proxy never does)
+    tools_with_format: bool = False  # tools and a response format: not where the format is a forced tool
+
+
+def _unable(endpoint: EndpointInfo, needs: Needs) -> str | None:
+    """Why `endpoint` cannot take the request (skipped like a too-small context window), or None."""
+    if needs.vision and not endpoint.vision:
+        return "no vision"
+    if needs.image_urls and not adapter_for(endpoint.kind).accepts_image_urls(endpoint.upstream_model):
+        return "takes images as base64 data only"
+    if needs.tools_with_format and endpoint.kind == "anthropic":
+        return "structured output there is a forced tool, which would replace the request's tools"
+    return None
+
+
+def _unable_message(needs: Needs, tier: str) -> str:
+    if needs.image_urls:
+        return (f"No {tier} model can fetch an image URL (KiwiClaw never fetches URLs itself): send the image as "
+                "base64 data (a data: URL, or an image block with a base64 source).")
+    if needs.vision:
+        return f"No {tier} model can read images."
+    return f"No {tier} model takes tools together with a response format."
 
 
 def downgrade_applies(*, plan, spend: Decimal | None) -> bool:
@@ -44,6 +74,7 @@ def policy_decide(
     health: dict[str, dict],
     model: str | None = None,
     smart: SmartDecision | None = None,
+    needs: Needs | None = None,
 ) -> RoutePlan:
     """`smart` is the scorer's verdict on an Auto request (routing.smart.smart_decision). The policy settles
     whether it escalates: only an Auto request, only on a plan that includes MAX, never once the budget rules
@@ -83,7 +114,7 @@ def policy_decide(
     chain: list[EndpointInfo] = []
     half_open: set[str] = set()
     skipped: list[Attempt] = []
-    too_small = breaker_open = 0
+    too_small = breaker_open = unable = 0
     needed = prompt_tokens + max_tokens
     for slug in candidates:
         endpoint = catalog.endpoints.get(slug)
@@ -93,6 +124,11 @@ def policy_decide(
         if needed > endpoint.context_window:
             too_small += 1
             notes.append(f"skipped {slug}: needs ~{needed} tokens, context window {endpoint.context_window}")
+            continue
+        why = None if needs is None else _unable(endpoint, needs)
+        if why is not None:
+            unable += 1
+            notes.append(f"skipped {slug}: {why}")
             continue
         state = health.get(slug, {}).get("state")
         if state in SKIPPED_STATES:
@@ -116,6 +152,8 @@ def policy_decide(
                 f"(about {prompt_tokens} tokens plus {max_tokens} for the answer). Start a new conversation "
                 "or ask for a shorter answer."
             )
+        if unable:
+            raise RequestInvalid(_unable_message(needs, TIER_LABELS.get(served, served)))
         raise AllEndpointsFailed([], message="No model is configured for this tier. Please contact support.")
     order = " → ".join(e.slug for e in chain)
     return RoutePlan(tier=served, chain=chain, reason="; ".join([*notes, f"chain {order}"]),

@@ -23,13 +23,102 @@ FINISH_LENGTH = "length"
 FINISH_CONTENT_FILTER = "content_filter"
 FINISH_ERROR = "error"
 FINISH_CANCELLED = "cancelled"
-FINISH_REASONS = (FINISH_STOP, FINISH_LENGTH, FINISH_CONTENT_FILTER, FINISH_ERROR, FINISH_CANCELLED)
+FINISH_TOOL_CALLS = "tool_calls"  # the answer asks the client to run tools (RouteResult.tool_calls)
+FINISH_REASONS = (FINISH_STOP, FINISH_LENGTH, FINISH_CONTENT_FILTER, FINISH_ERROR, FINISH_CANCELLED,
+                  FINISH_TOOL_CALLS)
+
+
+# --- Content blocks (the proxy's tools, images and cache breakpoints; a chat turn is plain text) ---
+# A message is text (`ChatMessage.content`) and, when it carries more than text, its `blocks` in order. `content`
+# is then the message's text rendition (text, tool arguments and results; no image data), which the estimators
+# and the smart scorer read; the adapters send `blocks`. `cache_control` is Anthropic's breakpoint marker
+# ({"type": "ephemeral", "ttl"?}), forwarded to Anthropic endpoints only.
+
+
+@dataclass(frozen=True, slots=True)
+class TextBlock:
+    text: str
+    cache_control: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageBlock:
+    """An image: base64 `data` with its `media_type`, or a `url` (forwarded only to providers that fetch URLs;
+    the proxy never fetches one). `size` is the decoded size in bytes of base64 data."""
+
+    media_type: str | None = None
+    data: str | None = None
+    url: str | None = None
+    detail: str | None = None  # OpenAI's image detail (auto/low/high); Anthropic has none
+    size: int = 0
+    cache_control: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolUseBlock:
+    """An assistant's call of a tool. `arguments` is the JSON text of the input object (OpenAI's form; an
+    Anthropic `input` object is carried as its compact JSON)."""
+
+    id: str
+    name: str
+    arguments: str
+    cache_control: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultBlock:
+    """A tool's result, answering the ToolUseBlock with id `tool_use_id` (an OpenAI `tool` message, an Anthropic
+    `tool_result` block in a user message)."""
+
+    tool_use_id: str
+    content: str | tuple = ""  # text, or a tuple of TextBlock / ImageBlock
+    is_error: bool = False
+    cache_control: dict | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    parameters: dict  # a JSON Schema object
+    description: str | None = None
+    strict: bool | None = None  # OpenAI's strict schema adherence (OpenAI-compatible providers only)
+    cache_control: dict | None = None
+
+
+TOOL_CHOICES = ("auto", "none", "required", "tool")  # OpenAI auto/none/required/named, Anthropic auto/none/any/tool
+
+
+@dataclass(frozen=True, slots=True)
+class ToolChoice:
+    mode: str  # one of TOOL_CHOICES
+    name: str | None = None  # the tool, for mode "tool"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseFormat:
+    """Structured output: "json_object" (any JSON object) or "json_schema" (an object valid for `schema`)."""
+
+    kind: str
+    schema: dict | None = None
+    name: str | None = None
+    description: str | None = None
+    strict: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call in an answer: the provider's id, the tool's name, the arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     role: str  # "user" or "assistant"; the system prompt goes in ChatRequest.system
     content: str
+    blocks: tuple | None = None  # the content blocks in order, when the message is more than text (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +131,15 @@ class ChatRequest:
     stop: tuple[str, ...] | list[str] | None = None
     stream: bool = True
     seed: int | None = None  # best-effort determinism; only OpenAI-compatible providers take it
+    # The proxy's extras (None on a chat turn): system text blocks with cache breakpoints, tools, structured output.
+    system_blocks: tuple[TextBlock, ...] | None = None
+    tools: tuple[ToolSpec, ...] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None  # None: the provider's default (parallel calls allowed)
+    response_format: ResponseFormat | None = None
+    # Put a prompt-cache breakpoint at the end of the stable history (the message before the newest user turn),
+    # so the next turn reads the prefix from the cache (Anthropic endpoints; others cache automatically).
+    cache_breakpoint: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +238,7 @@ class RouteResult:
     smart: SmartDecision | None = None  # smart Auto's decision, for an Auto request it scored
     # The stop sequence that ended the answer (finish_reason "stop"), when the provider said which one.
     stop_sequence: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # the tools the answer calls (finish_reason "tool_calls")
 
     def as_dict(self) -> dict:
         return {
@@ -159,6 +258,7 @@ class RouteResult:
             "prices": self.prices.as_dict() if self.prices else None,
             "error": self.error,
             "stop_sequence": self.stop_sequence,
+            "tool_calls": [asdict(c) for c in self.tool_calls],
         }
 
 
@@ -171,8 +271,25 @@ class TextDelta:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """A tool call begins: `index` counts the answer's tool calls from 0 (OpenAI's `tool_calls[].index`)."""
+
+    index: int
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A fragment of tool call `index`'s arguments JSON text; the fragments joined are the arguments."""
+
+    index: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Routed:
-    """Which endpoint is answering: yielded once, just before the first text delta, so a caller can send its
+    """Which endpoint is answering: yielded once, just before the first text or tool-call delta, so a caller can send its
     routing facts (the proxy's response headers) before the answer is complete."""
 
     tier: str

@@ -1,5 +1,6 @@
 """One call of one endpoint: the adapter builds the provider's request, infra.http sends it, and the answer (a
-JSON body or an SSE stream) comes back as TextDelta / UsageUpdate / Finish events, every failure as a
+JSON body or an SSE stream) comes back as TextDelta / ToolCallStart / ToolCallDelta / UsageUpdate / Finish events
+(a JSON answer's tool calls as one start and one whole-arguments delta each), every failure as a
 ProviderError. The fallback loop around it is routing.dispatch."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from .catalog import EndpointInfo
 from .errors import KIND_CONNECTION, KIND_SERVER, KIND_TIMEOUT, ProviderError
 from .providers import adapter_for
 from .sse import SSEDecoder, SSELines
-from .types import ChatRequest, Finish, TextDelta, UsageUpdate
+from .types import ChatRequest, Finish, TextDelta, ToolCallDelta, ToolCallStart, UsageUpdate
 
 
 async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_tokens: int) -> AsyncIterator:
@@ -42,6 +43,9 @@ async def provider_events(endpoint: EndpointInfo, request: ChatRequest, *, max_t
             parsed = adapter.parse_response(body)
             if parsed.text:
                 yield TextDelta(parsed.text)
+            for index, call in enumerate(parsed.tool_calls):
+                yield ToolCallStart(index, call.id, call.name)
+                yield ToolCallDelta(index, call.arguments)
             yield UsageUpdate(parsed.usage)
             yield Finish(parsed.finish_reason, parsed.stop_sequence)
             return

@@ -27,6 +27,17 @@ Scenario options (all optional):
   cache_read_tokens, cache_write_tokens  report prompt caching (cache write is Anthropic only)
   usage_in_choice  OpenAI protocol: put usage inside the last choice (Moonshot's form) instead of a usage chunk
   finish_reason    force the provider's own stop reason (e.g. "content_filter", "max_tokens")
+  tool_calls       [{"name": ..., "arguments": {...}}, ...]: the tool calls of an answer to a request with tools
+                   (several: parallel calls); without it the forced or first tool is called with arguments made
+                   from its schema. After a tool result (and with tool_choice none) the answer is text.
+                   With `text` too, the answer has that text before its calls.
+
+Beyond text (features.py): tool calls (OpenAI `tool_calls`, finish_reason "tool_calls"; Anthropic `tool_use`
+blocks, stop_reason "tool_use"; streamed as each API does), `response_format` json_object / json_schema (an
+object valid for a simple schema, unless `text` is set), images (accepted and counted: the log's `images`), and
+Anthropic's cache accounting for `cache_control` breakpoints (the first request with a prefix writes it, later
+ones read it; `cache_read_tokens` / `cache_write_tokens` in the scenario override it). The request log keeps
+each request's `messages` and `system` as sent, too.
 """
 
 from __future__ import annotations
@@ -36,6 +47,7 @@ import json
 import re
 import time
 
+from . import features
 from .demo import demo_answer
 from .protocols import Anthropic, OpenAI
 
@@ -99,6 +111,7 @@ class FakeProvider:
         self.counts: dict[str, int] = {}
         self.log: list[dict] = []
         self.seq = 0
+        self.cache = features.PromptCache()
 
     # --- ASGI entry point ---
     async def __call__(self, scope, receive, send):
@@ -122,6 +135,7 @@ class FakeProvider:
             self.scenarios.clear()
             self.counts.clear()
             self.log.clear()
+            self.cache.clear()
             return await _json(send, 200, {"ok": True})
         if path == "/_control/requests" and method == "GET":
             return await _json(send, 200, {"requests": self.log})
@@ -166,28 +180,45 @@ class FakeProvider:
             return await _json(send, status, proto.error_body(error_type, message), extra)
 
         system, messages = proto.prompt(payload)
-        tokens = answer_tokens(model=model, messages=messages, scenario=scenario)
-        finish = scenario.get("finish_reason") or proto.stop_reason
+        entry.update(messages=payload.get("messages"), system=payload.get("system"),
+                     images=features.count_images(messages))
+        calls = features.tool_calls(payload, proto.name, scenario, messages)
+        json_text = features.json_answer(payload, scenario) if proto.name == "openai" else None
+        if json_text is not None:
+            tokens = features.fragments(json_text)
+        elif calls and scenario.get("text") is None:
+            tokens = []
+        else:
+            tokens = answer_tokens(model=model, messages=messages, scenario=scenario)
+        finish = scenario.get("finish_reason") or (proto.tool_reason if calls else proto.stop_reason)
         max_tokens = payload.get("max_tokens")
         if isinstance(max_tokens, int) and max_tokens < len(tokens):
             tokens, finish = tokens[:max_tokens], proto.length_reason
         tokens, matched = cut_at_stop(tokens, proto.stop_sequences(payload))
         if matched is not None:
             finish = proto.stop_sequence_reason
+        if proto.name == "anthropic":
+            prompt, read, write = self.cache.usage(model, payload)
+        else:
+            prompt = prompt_tokens(system=system, messages=messages) + sum(
+                len(json.dumps(t).split()) for t in payload.get("tools") or ())
+            read = write = 0
         usage = {
-            "input": prompt_tokens(system=system, messages=messages),
-            "output": len(tokens),
-            "cache_read": int(scenario.get("cache_read_tokens", 0)),
-            "cache_write": int(scenario.get("cache_write_tokens", 0)),
+            "input": prompt,
+            "output": len(tokens) + sum(len(features.fragments(args)) for _, args in calls),
+            "cache_read": int(scenario.get("cache_read_tokens", read)),
+            "cache_write": int(scenario.get("cache_write_tokens", write)),
         }
         self.seq += 1
         msg_id = f"{proto.id_prefix}{self.seq:06d}"
+        calls = [(f"{proto.call_prefix}{self.seq:06d}{i}", name, args) for i, (name, args) in enumerate(calls)]
         if not stream:
-            return await _json(send, 200, proto.complete_body(msg_id, model, "".join(tokens), finish, usage, matched))
+            return await _json(send, 200, proto.complete_body(msg_id, model, "".join(tokens), finish, usage, matched,
+                                                              calls))
 
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
-        gen = proto.stream_chunks(msg_id, model, tokens, finish, usage, scenario, payload, matched)
+        gen = proto.stream_chunks(msg_id, model, tokens, finish, usage, scenario, payload, matched, calls)
         delay = scenario.get("delay_ms", 0) / 1000
         for kind, chunk in gen:
             if kind == "hang":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import time
 
+from .features import fragments
+
 
 def _sse(data, event: str | None = None) -> bytes:
     text = data if isinstance(data, str) else json.dumps(data)
@@ -51,6 +53,8 @@ def _deltas(tokens: list[str], scenario: dict, delta, error, malformed: bytes):
 class Anthropic:
     name = "anthropic"
     id_prefix = "msg_fake"
+    call_prefix = "toolu_fake"
+    tool_reason = "tool_use"
     stop_reason = "end_turn"
     length_reason = "max_tokens"
     stop_sequence_reason = "stop_sequence"
@@ -97,27 +101,54 @@ class Anthropic:
                 "cache_read_input_tokens": usage["cache_read"], "output_tokens": output}
 
     @classmethod
-    def complete_body(cls, msg_id, model, text, finish, usage, matched=None):
+    def complete_body(cls, msg_id, model, text, finish, usage, matched=None, calls=()):
+        content = [{"type": "text", "text": text}] if text or not calls else []
+        content += [{"type": "tool_use", "id": call_id, "name": name, "input": json.loads(args)}
+                    for call_id, name, args in calls]
         return {"id": msg_id, "type": "message", "role": "assistant", "model": model,
-                "content": [{"type": "text", "text": text}], "stop_reason": finish, "stop_sequence": matched,
+                "content": content, "stop_reason": finish, "stop_sequence": matched,
                 "usage": cls._usage(usage, usage["output"])}
 
+    @staticmethod
+    def _tool_events(calls, first_block: int) -> list[bytes]:
+        """A tool call's events (https://docs.anthropic.com/en/docs/build-with-claude/streaming): its block's
+        start with an empty input, input_json_delta fragments, its stop."""
+        out = []
+        for i, (call_id, name, args) in enumerate(calls, start=first_block):
+            out.append(_sse({"type": "content_block_start", "index": i, "content_block": {
+                "type": "tool_use", "id": call_id, "name": name, "input": {}}}, "content_block_start"))
+            out += [_sse({"type": "content_block_delta", "index": i,
+                          "delta": {"type": "input_json_delta", "partial_json": piece}}, "content_block_delta")
+                    for piece in fragments(args) if args != "{}"]
+            out.append(_sse({"type": "content_block_stop", "index": i}, "content_block_stop"))
+        return out
+
     @classmethod
-    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload, matched=None):
+    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload, matched=None, calls=()):
         start = {"id": msg_id, "type": "message", "role": "assistant", "content": [], "model": model,
                  "stop_reason": None, "stop_sequence": None, "usage": cls._usage(usage, 1)}
         yield "meta", _sse({"type": "message_start", "message": start}, "message_start")
-        yield "meta", _sse({"type": "content_block_start", "index": 0,
-                            "content_block": {"type": "text", "text": ""}}, "content_block_start")
+        text_block = bool(tokens) or not calls
+        if text_block:
+            yield "meta", _sse({"type": "content_block_start", "index": 0,
+                                "content_block": {"type": "text", "text": ""}}, "content_block_start")
         yield "meta", _sse({"type": "ping"}, "ping")
-        delta = _DeltaTemplate({"type": "content_block_delta", "index": 0,
-                                "delta": {"type": "text_delta", "text": _DeltaTemplate.MARK}}, "content_block_delta")
+        text_delta = _DeltaTemplate({"type": "content_block_delta", "index": 0,
+                                     "delta": {"type": "text_delta", "text": _DeltaTemplate.MARK}},
+                                    "content_block_delta")
+        delta = lambda item: item if isinstance(item, bytes) else text_delta(item)  # noqa: E731
         error = lambda: _sse(cls.error_body(scenario.get("error_type") or "overloaded_error",  # noqa: E731
                                             scenario.get("error_message") or "Overloaded"), "error")
         malformed = b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"delta\n\n"
-        if not (yield from _deltas(tokens, scenario, delta, error, malformed)):
+        items = list(tokens)
+        if calls:
+            if text_block:
+                items.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
+            items += cls._tool_events(calls, int(text_block))
+        if not (yield from _deltas(items, scenario, delta, error, malformed)):
             return
-        yield "meta", _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+        if not calls:
+            yield "meta", _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
         yield "meta", _sse({"type": "message_delta", "delta": {"stop_reason": finish, "stop_sequence": matched},
                             "usage": {"output_tokens": usage["output"]}}, "message_delta")
         yield "meta", _sse({"type": "message_stop"}, "message_stop")
@@ -126,6 +157,8 @@ class Anthropic:
 class OpenAI:
     name = "openai"
     id_prefix = "chatcmpl-fake"
+    call_prefix = "call_fake"
+    tool_reason = "tool_calls"
     stop_reason = "stop"
     length_reason = "length"
     stop_sequence_reason = "stop"
@@ -172,23 +205,41 @@ class OpenAI:
         return body
 
     @classmethod
-    def complete_body(cls, msg_id, model, text, finish, usage, matched=None):
+    def complete_body(cls, msg_id, model, text, finish, usage, matched=None, calls=()):
+        message = {"role": "assistant", "content": text}
+        if calls:
+            message["content"] = text or None
+            message["tool_calls"] = [{"id": call_id, "type": "function",
+                                      "function": {"name": name, "arguments": args}}
+                                     for call_id, name, args in calls]
         return {"id": msg_id, "object": "chat.completion", "created": int(time.time()), "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                             "finish_reason": finish}],
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}],
                 "usage": cls._usage(usage)}
 
     @classmethod
-    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload, matched=None):
+    def stream_chunks(cls, msg_id, model, tokens, finish, usage, scenario, payload, matched=None, calls=()):
         created = int(time.time())
 
         def chunk(choices, **extra):
             return {"id": msg_id, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": choices, **extra}
 
-        yield "meta", _sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                                   "finish_reason": None}]))
-        delta = _DeltaTemplate(chunk([{"index": 0, "delta": {"content": _DeltaTemplate.MARK}, "finish_reason": None}]))
+        def tool_chunk(call):
+            return _sse(chunk([{"index": 0, "delta": {"tool_calls": [call]}, "finish_reason": None}]))
+
+        yield "meta", _sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": "" if tokens or not calls
+                                                         else None}, "finish_reason": None}]))
+        text_delta = _DeltaTemplate(chunk([{"index": 0, "delta": {"content": _DeltaTemplate.MARK},
+                                            "finish_reason": None}]))
+        delta = lambda item: item if isinstance(item, bytes) else text_delta(item)  # noqa: E731
+        # Tool calls as https://platform.openai.com/docs/guides/function-calling#streaming shows them: index, id,
+        # type and name (arguments "") first, then argument fragments.
+        items = list(tokens)
+        for i, (call_id, name, args) in enumerate(calls):
+            items.append(tool_chunk({"index": i, "id": call_id, "type": "function",
+                                     "function": {"name": name, "arguments": ""}}))
+            items += [tool_chunk({"index": i, "function": {"arguments": piece}}) for piece in fragments(args)]
+        tokens = items
         error = lambda: _sse(cls.error_body(scenario.get("error_type") or "server_error",  # noqa: E731
                                             scenario.get("error_message") or "Injected error"))
         malformed = b"data: {\"id\": \"chatcmpl-broken\", \"choices\": [{\n\n"

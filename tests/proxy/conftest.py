@@ -68,6 +68,7 @@ def reseed_defaults():
 
     ensure_default_plans(Plan)
     importlib.import_module("routing.migrations.0002_seed_catalog").seed(django_apps, None)
+    importlib.import_module("routing.migrations.0004_endpoint_vision").seed_vision(django_apps, None)
     catalog_invalidate()
     key_cache_clear()
 

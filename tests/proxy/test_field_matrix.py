@@ -5,6 +5,7 @@ The field lists come from the official SDKs' own request types, so a field a new
 `test_the_matrix_covers_every_sdk_field` until a decision is written down here and in the parser.
 """
 
+import json
 import time
 
 import httpx
@@ -32,6 +33,9 @@ def _params(upstream):
     return upstream["params"]
 
 
+FN = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+CLIENT_TOOL = {"name": "lookup", "input_schema": {"type": "object"}}
+
 # field -> (sample request fields, check(answer, upstream request, usage row)) for what is forwarded or recorded
 OPENAI_FORWARDED = {
     "model": ({"model": "auto"}, lambda a, u, r: u["model"] == "kimi-k2.5"),
@@ -50,11 +54,19 @@ OPENAI_FORWARDED = {
     "user": ({"user": "end-user-7"}, lambda a, u, r: r.end_user == "end-user-7" and "user" not in _params(u)),
     "safety_identifier": ({"safety_identifier": "sha-9f"},
                           lambda a, u, r: r.end_user == "sha-9f" and "safety_identifier" not in _params(u)),
+    "tools": ({"tools": [FN]}, lambda a, u, r: _params(u)["tools"] == [FN]
+              and a.json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "lookup"),
+    "tool_choice": ({"tools": [FN], "tool_choice": "required"},
+                    lambda a, u, r: _params(u)["tool_choice"] == "required"
+                    and a.json()["choices"][0]["finish_reason"] == "tool_calls"),
+    "parallel_tool_calls": ({"tools": [FN], "parallel_tool_calls": False},
+                            lambda a, u, r: _params(u)["parallel_tool_calls"] is False),
+    "response_format": ({"response_format": {"type": "json_object"}},
+                        lambda a, u, r: _params(u)["response_format"] == {"type": "json_object"}
+                        and json.loads(a.json()["choices"][0]["message"]["content"]) == {"answer": "kiwi"}),
 }
 OPENAI_REFUSED = {
-    "n": 2, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
-    "tool_choice": "auto", "parallel_tool_calls": True, "functions": [{"name": "f"}], "function_call": "auto",
-    "response_format": {"type": "json_object"}, "audio": {"voice": "alloy", "format": "mp3"},
+    "n": 2, "functions": [{"name": "f"}], "function_call": "auto", "audio": {"voice": "alloy", "format": "mp3"},
     "modalities": ["text", "audio"], "logprobs": True, "top_logprobs": 2, "logit_bias": {"50256": -100},
     "frequency_penalty": 0.5, "presence_penalty": 0.5, "prediction": {"type": "content", "content": "x"},
     "web_search_options": {}, "reasoning_effort": "high", "store": True, "metadata": {"team": "a"},
@@ -75,12 +87,20 @@ ANTHROPIC_FORWARDED = {
                  lambda a, u, r: r.end_user == "end-user-8" and "metadata" not in _params(u)),
     # Honoured as asked: KiwiClaw never uses priority capacity, so every request is standard_only.
     "service_tier": ({"service_tier": "standard_only"}, lambda a, u, r: "service_tier" not in _params(u)),
+    "tools": ({"tools": [CLIENT_TOOL]}, lambda a, u, r: _params(u)["tools"] == [CLIENT_TOOL]
+              and a.json()["content"][0]["name"] == "lookup"),
+    "tool_choice": ({"tools": [CLIENT_TOOL], "tool_choice": {"type": "any"}},
+                    lambda a, u, r: _params(u)["tool_choice"] == {"type": "any"}
+                    and a.json()["stop_reason"] == "tool_use"),
+    # Top level: a breakpoint on the last block, as Anthropic applies it; the fake writes the prefix to its cache.
+    "cache_control": ({"cache_control": {"type": "ephemeral"}},
+                      lambda a, u, r: u["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
+                      and a.json()["usage"]["cache_creation_input_tokens"] == r.cache_write_tokens == 3),
 }
 ANTHROPIC_REFUSED = {
-    "top_k": 5, "tools": [{"name": "t", "input_schema": {"type": "object"}}], "tool_choice": {"type": "auto"},
-    "thinking": {"type": "enabled", "budget_tokens": 1024}, "container": "c1",
+    "top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 1024}, "container": "c1",
     "mcp_servers": [{"type": "url", "url": "https://example.com", "name": "m"}],
-    "cache_control": {"type": "ephemeral"}, "output_config": {"effort": "high"}, "inference_geo": "us",
+    "output_config": {"effort": "high"}, "inference_geo": "us",
     "speed": "fast", "diagnostics": {}, "user_profile_id": "p1", "workspace_id": "w1",
 }
 

@@ -206,7 +206,7 @@ def test_the_anthropic_endpoint_reports_a_stop_sequence_as_anthropic_does():
                                         ", 5"))
     assert (body["stop_reason"], body["stop_sequence"]) == (documented["stop_reason"], documented["stop_sequence"])
     assert set(documented) <= set(body)
-    events = AnthropicEvents.finish("stop", Usage(12, 11), Decimal(0), Decimal(0), ", 5").decode()
+    events = AnthropicEvents(_facts()).finish("stop", Usage(12, 11), Decimal(0), Decimal(0), ", 5").decode()
     delta = next(json.loads(line[6:]) for line in events.splitlines() if '"message_delta"' in line
                  and line.startswith("data: "))
     assert delta["delta"] == {"stop_reason": "stop_sequence", "stop_sequence": ", 5"}

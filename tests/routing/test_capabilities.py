@@ -1,0 +1,97 @@
+"""What an endpoint must be able to do beyond text (routing.policy.Needs): images go only to vision endpoints,
+image URLs only to providers that fetch them, tools with a response format not where the format is a forced
+tool; with no endpoint left, a RequestInvalid in words. Prompt-cache breakpoints through the real routing path."""
+
+import pytest
+
+from routing.catalog import catalog_invalidate
+from routing.errors import RequestInvalid
+from routing.models import ModelEndpoint
+from routing.types import (
+    ChatMessage,
+    ChatRequest,
+    ImageBlock,
+    ResponseFormat,
+    TextBlock,
+    ToolSpec,
+)
+
+from .conftest import complete
+
+pytestmark = pytest.mark.django_db
+
+PNG = ImageBlock(media_type="image/png", data="iVBORw0KGgo=", size=8)
+URL = ImageBlock(url="https://example.com/cat.png")
+
+
+def _image_request(image: ImageBlock) -> ChatRequest:
+    return ChatRequest(messages=[ChatMessage("user", "What is it?", blocks=(TextBlock("What is it?"), image))],
+                       stream=False)
+
+
+def test_an_image_goes_to_the_first_vision_endpoint(routing_env, pro_tenant):
+    ModelEndpoint.objects.filter(slug="kimi-k2.5").update(vision=False)
+    catalog_invalidate()
+    result = complete(tenant=pro_tenant, tier="auto", request=_image_request(PNG))
+    assert result.endpoint == "claude-haiku-4-5"
+    assert "skipped kimi-k2.5: no vision" in result.reason
+    [sent] = routing_env.requests()
+    assert sent["images"] == 1 and sent["messages"][0]["content"][1]["source"]["type"] == "base64"
+
+
+def test_no_vision_endpoint_in_the_tier_is_a_clear_refusal(routing_env, pro_tenant):
+    ModelEndpoint.objects.update(vision=False)
+    catalog_invalidate()
+    with pytest.raises(RequestInvalid, match="No Auto model can read images"):
+        complete(tenant=pro_tenant, tier="auto", request=_image_request(PNG))
+    assert routing_env.requests() == []
+
+
+def test_an_image_url_skips_providers_that_take_base64_only(routing_env, pro_tenant):
+    result = complete(tenant=pro_tenant, tier="auto", request=_image_request(URL))
+    assert result.endpoint == "claude-haiku-4-5"
+    assert "skipped kimi-k2.5: takes images as base64 data only" in result.reason
+    [sent] = routing_env.requests()
+    assert sent["messages"][0]["content"][1]["source"] == {"type": "url", "url": "https://example.com/cat.png"}
+
+
+def test_an_image_url_no_endpoint_can_fetch_asks_for_base64(routing_env, pro_tenant):
+    ModelEndpoint.objects.filter(slug="claude-haiku-4-5").update(vision=False)
+    catalog_invalidate()
+    with pytest.raises(RequestInvalid, match="send the image as base64"):
+        complete(tenant=pro_tenant, tier="auto", request=_image_request(URL))
+    assert routing_env.requests() == []
+
+
+def test_tools_with_a_response_format_skip_anthropic(routing_env, pro_tenant):
+    request = ChatRequest(messages=[ChatMessage("user", "Weather?")], stream=False,
+                          tools=(ToolSpec("get_weather", {"type": "object"}),),
+                          response_format=ResponseFormat("json_object"))
+    result = complete(tenant=pro_tenant, tier="max", request=request)
+    assert result.endpoint == "kimi-k2.5"
+    assert "skipped claude-opus-4-6: structured output there is a forced tool" in result.reason
+
+
+def test_a_text_request_needs_nothing(pro_tenant):
+    from routing.core import request_needs
+
+    assert request_needs(ChatRequest(messages=[ChatMessage("user", "hi")])) is None
+
+
+def test_a_cache_breakpoint_writes_the_stable_history_then_reads_it(routing_env, pro_tenant):
+    """A chat turn on MAX with cache_breakpoint: the first turn writes the prefix up to the last assistant message,
+    the next turn reads it and writes only what was added; the usage is priced at the cache prices."""
+    history = [ChatMessage("user", "one two three"), ChatMessage("assistant", "four five"),
+               ChatMessage("user", "six")]
+    first = complete(tenant=pro_tenant, tier="max",
+                     request=ChatRequest(messages=history, cache_breakpoint=True, stream=True))
+    # Prefix: "one two three" (3 + 1) and "four five" (2 + 1); after it "six" (1 + 1).
+    assert (first.usage.cache_write_tokens, first.usage.cache_read_tokens, first.usage.input_tokens) == (7, 0, 2)
+    history += [ChatMessage("assistant", "seven"), ChatMessage("user", "eight nine")]
+    second = complete(tenant=pro_tenant, tier="max",
+                      request=ChatRequest(messages=history, cache_breakpoint=True, stream=False))
+    assert (second.usage.cache_read_tokens, second.usage.cache_write_tokens, second.usage.input_tokens) == (7, 4, 3)
+    prices = second.prices
+    expected = (3 * prices.input + second.usage.output_tokens * prices.output + 4 * prices.cache_write
+                + 7 * prices.cache_read) / 1_000_000
+    assert second.cost == expected.quantize(second.cost)
