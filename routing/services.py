@@ -9,7 +9,8 @@ from tenants.services import audit_record
 from .catalog import catalog_invalidate
 from .models import ModelEndpoint, ProviderConfig, TierChainEntry
 
-_ENDPOINT_FIELDS = ("slug", "upstream_model", "provider_id", "context_window", "enabled", *ModelEndpoint.PRICE_FIELDS)
+_ENDPOINT_FIELDS = ("slug", "upstream_model", "provider_id", "context_window", "enabled", "vision",
+                   *ModelEndpoint.PRICE_FIELDS)
 _PROVIDER_FIELDS = ("slug", "name", "kind", "base_url_setting", "api_key_setting")
 _ENTRY_FIELDS = ("tier", "position", "endpoint_id")
 

@@ -51,9 +51,19 @@ def test_admin_edit_goes_through_the_audited_service(client, redis_client):
     response = client.post(f"/admin/routing/modelendpoint/{endpoint.pk}/change/", secure=True, data={
         "slug": "kimi-k2.5", "upstream_model": "kimi-k2.5", "provider": endpoint.provider_id,
         "context_window": 262144, "price_input": "0.55", "price_output": "3.00", "price_cache_write": "0.60",
-        "price_cache_read": "0.10", "enabled": "on"})
+        "price_cache_read": "0.10", "enabled": "on", "vision": "on"})
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     assert AuditEvent.objects.filter(action="catalog.price_change", actor_email=staff.email).count() == 1
+
+
+def test_the_seeded_models_read_images_and_turning_it_off_is_audited(alice):
+    assert set(ModelEndpoint.objects.filter(vision=True).values_list("slug", flat=True)) == {
+        "claude-opus-4-6", "claude-sonnet-4-6", "claude-haiku-4-5", "kimi-k2.5"}
+    endpoint = ModelEndpoint.objects.get(slug="kimi-k2.5")
+    endpoint.vision = False
+    model_endpoint_save(endpoint=endpoint, actor=alice)
+    event = AuditEvent.objects.get(action="catalog.endpoint_update")
+    assert (event.before, event.after) == ({"vision": "True"}, {"vision": "False"})
 
 
 def test_staff_routing_page_shows_breaker_state(client, carol, redis_client):
