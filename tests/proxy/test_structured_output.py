@@ -1,0 +1,75 @@
+"""response_format through the official openai SDK: forwarded to the OpenAI-compatible provider, emulated on
+Anthropic by a forced tool whose input schema is the schema (answered back as the message's text), streaming
+too. https://platform.openai.com/docs/guides/structured-outputs"""
+
+import json
+
+import jsonschema
+import pytest
+from pydantic import BaseModel
+
+from routing.providers import JSON_TOOL
+
+from .conftest import usage_rows
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SCHEMA = {"type": "object", "properties": {"city": {"type": "string"}, "population": {"type": "integer"},
+                                           "coastal": {"type": "boolean"}},
+          "required": ["city", "population", "coastal"], "additionalProperties": False}
+FORMAT = {"type": "json_schema", "json_schema": {"name": "capital", "schema": SCHEMA, "strict": True}}
+ASK = [{"role": "user", "content": "The capital of New Zealand, as JSON."}]
+
+
+def _answer(client, stream: bool, **kwargs):
+    if not stream:
+        return client.chat.completions.create(**kwargs).choices[0]
+    with client.chat.completions.stream(**kwargs) as events:
+        return events.get_final_completion().choices[0]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_json_schema_is_forwarded_to_an_openai_compatible_provider(openai_client, fake_provider, stream):
+    choice = _answer(openai_client, stream, model="auto", messages=ASK, response_format=FORMAT)
+    jsonschema.validate(json.loads(choice.message.content), SCHEMA)
+    assert choice.finish_reason == "stop"
+    [sent] = fake_provider.requests()
+    assert sent["model"] == "kimi-k2.5" and sent["params"]["response_format"] == FORMAT
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_json_schema_on_claude_is_a_forced_tool_answered_as_text(openai_client, fake_provider, stream):
+    choice = _answer(openai_client, stream, model="max", messages=ASK, response_format=FORMAT)
+    answer = json.loads(choice.message.content)
+    jsonschema.validate(answer, SCHEMA)
+    assert (choice.finish_reason, choice.message.tool_calls) == ("stop", None)
+    [sent] = fake_provider.requests()
+    assert sent["model"] == "claude-opus-4-6"
+    assert sent["params"]["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+    assert [t["input_schema"] for t in sent["params"]["tools"]] == [SCHEMA]
+    [row] = usage_rows(1)
+    assert row.output_tokens > 0 and row.cost > 0
+
+
+def test_a_streamed_json_answer_is_the_non_streamed_one(openai_client, fake_provider):
+    whole = _answer(openai_client, False, model="max", messages=ASK, response_format=FORMAT)
+    streamed = _answer(openai_client, True, model="max", messages=ASK, response_format=FORMAT)
+    assert streamed.message.content == whole.message.content
+
+
+def test_json_object_mode_answers_an_object_from_both_providers(openai_client, fake_provider):
+    for model in ("auto", "max"):
+        choice = _answer(openai_client, False, model=model, messages=ASK, response_format={"type": "json_object"})
+        assert isinstance(json.loads(choice.message.content), dict)
+
+
+class Capital(BaseModel):
+    city: str
+    population: int
+
+
+def test_the_sdks_parse_helper_gets_a_valid_object_from_claude(openai_client, fake_provider):
+    """client.chat.completions.parse sends a strict json_schema made from a pydantic model and parses the answer."""
+    completion = openai_client.chat.completions.parse(model="max", messages=ASK, response_format=Capital)
+    parsed = completion.choices[0].message.parsed
+    assert isinstance(parsed, Capital) and parsed.city == "kiwi"
