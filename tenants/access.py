@@ -9,6 +9,7 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 
 MANAGE_TENANTS_PERM = "tenants.manage_tenants"
+FINANCE_PERM = "billing.view_finance"  # declared by billing's models; checked here only as a name
 
 
 def is_platform_admin(user) -> bool:
@@ -17,13 +18,14 @@ def is_platform_admin(user) -> bool:
 
 
 def tenant_required(view):
-    """Logged in and with a current tenant; a user without any tenant is sent home with a note."""
+    """Logged in and with a current workspace; a user in none is sent home with a note (the workspace pages
+    themselves answer such a user with tenants/no_workspace.html, from the middleware)."""
 
     @login_required
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if getattr(request, "tenant", None) is None:
-            messages.info(request, "You are not a member of any tenant yet. Ask an admin for an invite link.")
+            messages.info(request, "You are not in a workspace yet. Ask a workspace admin for an invite link.")
             return redirect("home")
         return view(request, *args, **kwargs)
 
@@ -37,7 +39,7 @@ def tenant_admin_required(view):
     @wraps(view)
     def wrapper(request, *args, **kwargs):
         if not request.membership.is_admin:
-            raise PermissionDenied("Only tenant admins can do this.")
+            raise PermissionDenied("Only workspace admins can do this.")
         return view(request, *args, **kwargs)
 
     return wrapper

@@ -26,15 +26,15 @@ class AccountFields(forms.Form):
 
 
 class SignUpForm(AccountFields):
-    tenant_name = forms.CharField(label="Organisation name", max_length=100)
+    tenant_name = forms.CharField(label="Workspace name", max_length=100)
     tenant_slug = forms.CharField(
-        label="Organisation slug", max_length=50, validators=[slug_validator],
+        label="Workspace slug", max_length=50, validators=[slug_validator],
         help_text="Lowercase letters, digits and hyphens, e.g. acme-labs.",
     )
 
 
 class InviteSignUpForm(AccountFields):
-    """Sign-up from an invite link: the account only, the tenant comes from the invite."""
+    """Sign-up from an invite link: the account only, the workspace comes from the invite."""
 
 
 class InviteCreateForm(forms.Form):

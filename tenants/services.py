@@ -107,7 +107,7 @@ def user_sign_up(*, email: str, password: str, name: str, tenant_name: str, tena
     """
     tenant_name = (tenant_name or "").strip()
     if not tenant_name:
-        raise ValidationError({"tenant_name": "Give your organisation a name."})
+        raise ValidationError({"tenant_name": "Give your workspace a name."})
     _check_slug(tenant_slug)
     user = _new_user(email=email, password=password, name=name)
     free = Plan.objects.get(slug="free")
@@ -197,7 +197,7 @@ def membership_change_role(*, membership: Membership, role: str, actor: User) ->
     if membership.role == role:
         return membership
     if membership.role == Membership.ROLE_ADMIN and _admin_count(membership.tenant) <= 1:
-        raise ValidationError("A tenant needs at least one admin: make someone else admin first.")
+        raise ValidationError("A workspace needs at least one admin: make someone else admin first.")
     before = {"role": membership.role}
     membership.role = role
     membership.save(update_fields=["role"])
@@ -212,7 +212,7 @@ def membership_remove(*, membership: Membership, actor: User) -> None:
     list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Membership.ROLE_ADMIN))
     membership = Membership.objects.select_for_update().get(pk=membership.pk)
     if membership.role == Membership.ROLE_ADMIN and _admin_count(membership.tenant) <= 1:
-        raise ValidationError("This is the tenant's last admin: make someone else admin before removing them.")
+        raise ValidationError("This is the workspace's last admin: make someone else admin before removing them.")
     audit_record(actor=actor, action="membership.remove", tenant=membership.tenant, target=membership,
                  before={"user": membership.user.email, "role": membership.role})
     access_member_left(tenant_id=membership.tenant_id, user_id=membership.user_id)

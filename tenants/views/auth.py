@@ -23,6 +23,7 @@ from ..middleware import SESSION_KEY
 from ..revocation import access_user_sessions_ended
 from ..services import user_sign_up
 from ._util import add_service_errors
+from .home import landing_url
 
 logger = logging.getLogger("tenants.auth")
 
@@ -46,6 +47,10 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form):
         self.attempt.forgive()
         return super().form_valid(form)
+
+    def get_default_redirect_url(self):
+        # With no `next`: the chat for members, /staff/ or /finance/ for those who run KiwiClaw.
+        return landing_url(self.request.user)
 
 
 class AdminLoginView(LoginView):

@@ -40,7 +40,10 @@ def test_staff_and_finance_links_follow_permissions(platform_admin, finance, log
     finance_page = login(finance).get("/").content.decode()
     assert 'href="/staff/"' in admin_page and 'href="/finance/"' in admin_page
     assert 'href="/finance/"' in finance_page and 'href="/staff/"' not in finance_page
-    assert "not a member of any tenant" in finance_page
+    # Their home pages say what they can do, never that they should create or join a workspace.
+    for page in (admin_page, finance_page):
+        assert 'data-home="staff"' in page
+        assert "organisation" not in page.lower() and "not in a workspace" not in page and "/signup/" not in page
 
 
 def test_page_loads_htmx_from_local_static_files(alice, login):
@@ -65,7 +68,7 @@ def test_switching_to_a_tenant_one_is_not_a_member_of_is_refused(alice, acme, gl
     client.get("/")
     tenant_id = {"globex": globex.pk, "missing": 987654, "garbage": "x"}[target]
     response = client.post("/tenants/switch/", {"tenant_id": tenant_id}, follow=True)
-    assert "You are not a member of that tenant" in response.content.decode()
+    assert "You are not a member of that workspace" in response.content.decode()
     assert client.session[SESSION_KEY] == acme.pk
 
 
