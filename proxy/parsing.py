@@ -27,11 +27,12 @@ Anthropic `POST /v1/messages` (header `anthropic-version` 2023-06-01 or 2026-10-
                  text blocks with cache_control), max_tokens, temperature (0–1), top_p (both refused under
                  2026-10-21, which removed them), stop_sequences (at most MAX_STOP_SEQUENCES), stream, tools (client
                  tools, cache_control), tool_choice (auto / any / tool / none, disable_parallel_tool_use),
-                 cache_control (top level: a breakpoint on the last block, as Anthropic applies it)
+                 cache_control (top level: a breakpoint on the last block, as Anthropic applies it),
+                 output_config.format (json_schema: structured output, proxy/tools.py)
   recorded       metadata.user_id: the tenant's end-user id (metadata has no other field)
   accepted as the default only
                  service_tier = auto/standard_only (KiwiClaw never buys priority capacity), thinking disabled
-  refused        output_config, top_k, thinking enabled, container, mcp_servers, server tools, and any other field
+  refused        output_config.effort (chosen by the tier), top_k, thinking enabled, container, mcp_servers, server tools, and any other field
 
 A key sent as null counts as absent (SDK objects round-trip with null fields), as does an empty list or object
 on a message or content part.
@@ -290,8 +291,7 @@ def parse_anthropic(body: bytes, version: str = ANTHROPIC_VERSIONS[0]) -> Parsed
     _reject(data, "top_k", data.get("top_k") is None, "top_k sampling is not available.")
     _reject(data, "container", data.get("container") is None, "containers are not available.")
     _reject(data, "mcp_servers", not data.get("mcp_servers"), "MCP servers are not available.")
-    _reject(data, "output_config", data.get("output_config") is None, "output formats and effort are not available; effort is chosen by the "
-            "tier.")
+    output_format = tools.anthropic_output_format(data.get("output_config"))
     _reject(data, "service_tier", data.get("service_tier") in (None, "auto", "standard_only"),
             "use \"auto\" or \"standard_only\" (requests run on standard capacity).")
 
@@ -330,8 +330,9 @@ def parse_anthropic(body: bytes, version: str = ANTHROPIC_VERSIONS[0]) -> Parsed
         stream=bool(stream),
         system_blocks=system_blocks,
     )
-    if "tools" in data or "tool_choice" in data:
+    if "tools" in data or "tool_choice" in data or output_format is not None:
         specs, choice, parallel = tools.anthropic_tools(data)
-        request = replace(request, tools=specs, tool_choice=choice, parallel_tool_calls=parallel)
+        request = replace(request, tools=specs, tool_choice=choice, parallel_tool_calls=parallel,
+                          response_format=output_format)
     return ParsedCall(protocol="anthropic", model=model, tier=tier, endpoint=endpoint, request=request,
                       stream=bool(stream), include_usage=True, end_user=end_user)

@@ -192,3 +192,25 @@ def anthropic_tools(data: dict) -> tuple[tuple[ToolSpec, ...] | None, ToolChoice
     if kind == "tool":
         return tools, ToolChoice("tool", _tool_choice_name(value.get("name"), "tool_choice.name", tools)), parallel
     return tools, ToolChoice({"any": "required"}.get(kind, kind)), parallel
+
+
+def anthropic_output_format(value) -> ResponseFormat | None:
+    """`output_config` of /v1/messages: its `format` (Anthropic's structured outputs, a json_schema) is
+    structured output like OpenAI's response_format; `effort` is the tier's to choose."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid("`output_config` must be an object.", "output_config")
+    if value.get("effort") is not None:
+        raise invalid("`output_config.effort` is not supported by KiwiClaw: effort is chosen by the tier (use "
+                      "model \"max\").", "output_config.effort")
+    no_extra_keys(value, ("format", "effort"), "output_config")
+    fmt = value.get("format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        raise invalid("`output_config.format` must be {\"type\": \"json_schema\", \"schema\": {...}}.",
+                      "output_config.format")
+    no_extra_keys(fmt, ("type", "schema"), "output_config.format")
+    return ResponseFormat("json_schema", schema=check_schema(fmt.get("schema"), "output_config.format.schema",
+                                                             object_only=False))

@@ -92,6 +92,10 @@ ANTHROPIC_FORWARDED = {
     "tool_choice": ({"tools": [CLIENT_TOOL], "tool_choice": {"type": "any"}},
                     lambda a, u, r: _params(u)["tool_choice"] == {"type": "any"}
                     and a.json()["stop_reason"] == "tool_use"),
+    # Its format (structured output): on Claude a forced tool answered as text; its effort is refused.
+    "output_config": ({"output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}}},
+                      lambda a, u, r: _params(u)["tool_choice"]["type"] == "tool"
+                      and json.loads(a.json()["content"][0]["text"]) == {}),
     # Top level: a breakpoint on the last block, as Anthropic applies it; the fake writes the prefix to its cache.
     "cache_control": ({"cache_control": {"type": "ephemeral"}},
                       lambda a, u, r: u["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
@@ -100,7 +104,7 @@ ANTHROPIC_FORWARDED = {
 ANTHROPIC_REFUSED = {
     "top_k": 5, "thinking": {"type": "enabled", "budget_tokens": 1024}, "container": "c1",
     "mcp_servers": [{"type": "url", "url": "https://example.com", "name": "m"}],
-    "output_config": {"effort": "high"}, "inference_geo": "us",
+    "inference_geo": "us",
     "speed": "fast", "diagnostics": {}, "user_profile_id": "p1", "workspace_id": "w1",
 }
 

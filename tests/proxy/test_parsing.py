@@ -140,7 +140,8 @@ def test_anthropic_request_maps_onto_the_core_request():
     ({"metadata": {"user_id": "é"}}, "metadata.user_id"),
     ({"service_tier": "priority"}, "service_tier"),
     ({"stop_sequences": ["a", "b", "c", "d", "e"]}, "stop_sequences"),
-    ({"output_config": {"effort": "high"}}, "output_config"),
+    ({"output_config": {"effort": "high"}}, "output_config.effort"),
+    ({"output_config": {"format": {"type": "json_schema", "schema": {"type": 5}}}}, "output_config.format.schema"),
 ])
 def test_anthropic_unsupported_or_malformed_fields_are_refused_by_name(fields, param):
     with pytest.raises(ProxyError) as info:

@@ -73,3 +73,15 @@ def test_the_sdks_parse_helper_gets_a_valid_object_from_claude(openai_client, fa
     completion = openai_client.chat.completions.parse(model="max", messages=ASK, response_format=Capital)
     parsed = completion.choices[0].message.parsed
     assert isinstance(parsed, Capital) and parsed.city == "kiwi"
+
+
+@pytest.mark.parametrize("model", ["max", "auto"])
+def test_anthropic_structured_outputs_through_the_sdks_parse_helper(anthropic_client, fake_provider, model):
+    """messages.parse sends output_config.format (a json_schema): answered as JSON text by either provider."""
+    message = anthropic_client.messages.parse(model=model, max_tokens=100, messages=ASK, output_format=Capital)
+    assert isinstance(message.parsed_output, Capital)
+    [sent] = fake_provider.requests()
+    if model == "auto":
+        assert sent["params"]["response_format"]["type"] == "json_schema"
+    else:
+        assert sent["params"]["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
