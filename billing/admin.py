@@ -3,7 +3,7 @@ changes anyway) and invoices are computed from the ledger by the rollup, then fr
 
 from django.contrib import admin
 
-from .models import Invoice, InvoiceLine, UsageRecord
+from .models import CreditNote, Invoice, InvoiceLine, InvoiceVoid, UsageRecord
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -50,3 +50,16 @@ class InvoiceAdmin(ReadOnlyAdmin):
     search_fields = ["tenant__slug", "tenant__name"]
     list_select_related = ["tenant"]
     inlines = [InvoiceLineInline]
+
+
+@admin.register(InvoiceVoid)
+class InvoiceVoidAdmin(ReadOnlyAdmin):
+    list_display = ["invoice", "created_at", "actor_email", "reason"]
+    list_select_related = ["invoice__tenant"]
+
+
+@admin.register(CreditNote)
+class CreditNoteAdmin(ReadOnlyAdmin):
+    list_display = ["display_number", "invoice", "tenant", "total", "created_at", "actor_email"]
+    list_select_related = ["invoice__tenant", "tenant"]
+    search_fields = ["tenant__slug", "tenant__name"]

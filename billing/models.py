@@ -3,7 +3,9 @@
 `UsageRecord` is append-only (a database trigger refuses UPDATE and DELETE) and has no foreign key above
 `tenants`: the acting user and API key are plain integer columns, so deleting them leaves the ledger whole,
 and the tenant foreign key is PROTECT so a tenant with usage cannot be deleted out from under its invoices.
-A finalized `Invoice` and its lines are frozen by triggers too (migration 0001).
+A finalized `Invoice` and its lines are frozen by triggers too (migration 0001). Corrections never touch them:
+an `InvoiceVoid` row voids a final invoice and a `CreditNote` (numbered, with negative lines) credits part or all
+of one; both are append-only (migration 0005).
 """
 
 from decimal import Decimal
@@ -122,6 +124,7 @@ class Invoice(models.Model):
 
     class Meta:
         ordering = ["-month", "tenant__name"]
+        permissions = [("manage_invoices", "Can finalize, void and credit invoices")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "month"], name="invoice_tenant_month_unique"),
             models.CheckConstraint(condition=Q(month__day=1), name="invoice_month_first_day"),
@@ -187,3 +190,67 @@ class InvoiceCounter(models.Model):
 
     def __str__(self):
         return f"{self.name}: {self.last_number}"
+
+
+class InvoiceVoid(models.Model):
+    """A final invoice, voided: it is no longer owed. The invoice row itself never changes (it is frozen); this row
+    records the void, once (the primary key is the invoice), and is append-only."""
+
+    invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, primary_key=True, related_name="void")
+    reason = models.TextField()
+    actor_id = models.BigIntegerField(null=True, blank=True, help_text="Who voided it; not a foreign key on purpose.")
+    actor_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(reason=""), name="invoicevoid_reason_required")]
+
+    def __str__(self):
+        return f"void of {self.invoice}"
+
+
+class CreditNote(models.Model):
+    """A numbered, immutable document of negative lines that credits part or all of a final invoice.
+
+    Numbers come from their own `InvoiceCounter` row ("credit_note"), locked FOR UPDATE like the invoices', so
+    they have no gaps. The note and its lines refuse UPDATE and DELETE, and a note takes exactly `line_count`
+    lines, written with it (triggers, migration 0005)."""
+
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    number = models.PositiveIntegerField(unique=True)
+    reason = models.TextField()
+    total = models.DecimalField(max_digits=14, decimal_places=2, help_text="Sum of the lines: negative.")
+    line_count = models.PositiveSmallIntegerField()
+    actor_id = models.BigIntegerField(null=True, blank=True, help_text="Who issued it; not a foreign key on purpose.")
+    actor_email = models.CharField(max_length=254, blank=True)
+    created_at = models.DateTimeField(db_default=Now(), editable=False)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.CheckConstraint(condition=Q(total__lt=0), name="creditnote_total_negative"),
+            models.CheckConstraint(condition=~Q(reason=""), name="creditnote_reason_required"),
+            models.CheckConstraint(condition=Q(line_count__gte=1), name="creditnote_has_lines"),
+        ]
+        indexes = [models.Index(fields=["invoice"], name="creditnote_invoice")]
+
+    def __str__(self):
+        return self.display_number
+
+    @property
+    def display_number(self) -> str:
+        return f"CN-{self.number:06d}"
+
+
+class CreditNoteLine(models.Model):
+    credit_note = models.ForeignKey(CreditNote, on_delete=models.PROTECT, related_name="lines")
+    description = models.CharField(max_length=200)
+    amount = models.DecimalField(max_digits=14, decimal_places=2)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(amount__lt=0), name="creditnoteline_amount_negative")]
+
+    def __str__(self):
+        return f"{self.description}: {self.amount}"

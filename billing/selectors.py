@@ -15,7 +15,7 @@ from tenants.models import ApiKey, Tenant, User
 
 from . import money
 from .budget import cached_month_spend
-from .models import Invoice, UsageRecord
+from .models import CreditNote, Invoice, UsageRecord
 from .months import month_bounds, month_start
 
 logger = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ def routing_mix_totals_all_tenants(mixes: dict[int, dict]) -> dict:
 # --- a tenant's invoices -------------------------------------------------------------------------------------
 
 def invoice_list(*, tenant: Tenant) -> QuerySet[Invoice]:
-    return Invoice.objects.filter(tenant=tenant).select_related("tenant").order_by("-month")
+    return Invoice.objects.filter(tenant=tenant).select_related("tenant", "void").order_by("-month")
 
 
 def invoice_get(*, tenant: Tenant, invoice_id) -> Invoice:
@@ -249,21 +249,28 @@ def invoice_overview_all_tenants(*, month: date, sort: str = "billed", descendin
             .order_by(f"-{order}" if descending else order, "tenant__name")
             .values("id", "tenant_id", "tenant__slug", "tenant__name", "plan_name", "status", "number",
                     "request_count", "total_tokens", "usage_cost", "usage_billed", "margin_value", "usage_amount",
-                    "fee", "credit", "total"))
+                    "fee", "credit", "total", "void__created_at"))
 
 
 def invoice_month_totals_all_tenants(*, month: date) -> dict:
+    """The month's invoice figures summed. `total` leaves void invoices out; `credited` is what credit notes
+    took off the month's invoices (positive), `net` the total after them."""
     totals = Invoice.objects.filter(month=month).aggregate(
         tenants=Count("id"), requests=Sum("request_count"), tokens=Sum("total_tokens"), cost=Sum("usage_cost"),
-        billed=Sum("usage_billed"), fees=Sum("fee"), credit=Sum("credit"), total=Sum("total"),
+        billed=Sum("usage_billed"), fees=Sum("fee"), credit=Sum("credit"), total=Sum("total", filter=Q(void__isnull=True)),
+        voided=Count("void"),
     )
-    totals = {k: v or (0 if k in ("tenants", "requests", "tokens") else money.ZERO) for k, v in totals.items()}
+    totals = {k: v or (0 if k in ("tenants", "requests", "tokens", "voided") else money.ZERO)
+              for k, v in totals.items()}
     totals["margin"] = totals["billed"] - totals["cost"]
+    totals["credited"] = -(CreditNote.objects.filter(invoice__month=month).aggregate(t=Sum("total"))["t"]
+                           or money.ZERO)
+    totals["net"] = totals["total"] - totals["credited"]
     return totals
 
 
 def invoice_list_all_tenants(*, month: date | None = None, status: str | None = None) -> QuerySet[Invoice]:
-    invoices = Invoice.objects.select_related("tenant").order_by("-month", "number", "tenant__name")
+    invoices = Invoice.objects.select_related("tenant", "void").order_by("-month", "number", "tenant__name")
     if month is not None:
         invoices = invoices.filter(month=month)
     if status:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import finance, tenant
+from .views import finance, invoice_actions, tenant
 
 urlpatterns = [
     path("usage/", tenant.usage, name="billing_usage"),
@@ -16,4 +16,9 @@ urlpatterns = [
     path("finance/invoices/<int:invoice_id>/", finance.invoice_detail_all_tenants, name="finance_invoice"),
     path("finance/invoices/<int:invoice_id>/lines.csv", finance.invoice_lines_csv_all_tenants,
          name="finance_invoice_csv"),
+    path("finance/invoices/<int:invoice_id>/finalize/", invoice_actions.invoice_finalize_view,
+         name="finance_invoice_finalize"),
+    path("finance/invoices/<int:invoice_id>/void/", invoice_actions.invoice_void_view, name="finance_invoice_void"),
+    path("finance/invoices/<int:invoice_id>/credit-notes/new/", invoice_actions.credit_note_create_view,
+         name="finance_credit_note_create"),
 ]

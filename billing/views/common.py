@@ -2,9 +2,10 @@
 from datetime import date, timedelta
 
 from django.http import Http404
+from django.utils import timezone
 from django.utils.safestring import mark_safe
 
-from ..money import format_usd
+from ..money import ZERO, format_usd
 from ..months import month_start, next_month, parse_month, previous_month
 
 # How far back the month menu reaches. Older months stay reachable with the previous-month link or ?month=.
@@ -48,14 +49,28 @@ def month_context(month: date) -> dict:
     }
 
 
-def invoice_context(invoice, *, finance: bool) -> dict:
-    """What the invoice page shows, for the tenant's admins and for finance alike (finance adds cost columns)."""
+def invoice_context(invoice, *, finance: bool, can_manage: bool = False) -> dict:
+    """What the invoice page shows, for the tenant's admins and for finance alike (finance adds cost columns, and
+    with `can_manage` the finalize, void and credit-note actions). A void and credit notes are shown to both:
+    they are documents the customer receives."""
+    from ..models import CreditNote, InvoiceVoid
+    from ..months import month_bounds
+
     lines = list(invoice.lines.all())
+    void = InvoiceVoid.objects.filter(invoice=invoice).first() if invoice.is_final else None
+    notes = list(CreditNote.objects.filter(invoice=invoice).prefetch_related("lines")) if invoice.is_final else []
+    credited = -sum((note.total for note in notes), ZERO)
+    left = ZERO if void else invoice.total - credited
+    ended = month_bounds(invoice.month)[1] <= timezone.now()
     return {
         "invoice": invoice, "lines": lines, "finance": finance,
         "nav_section": "finance" if finance else "invoices",
         "period_end": next_month(invoice.month) - timedelta(days=1),
         "has_estimated": any(line.estimated_count for line in lines),
+        "void": void, "credit_notes": notes, "credited": credited, "net_due": left,
+        "can_finalize": can_manage and not invoice.is_final and ended,
+        "can_void": can_manage and invoice.is_final and not void and not notes,
+        "can_credit": can_manage and invoice.is_final and not void and left > 0,
     }
 
 

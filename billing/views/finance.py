@@ -80,6 +80,9 @@ def _overview_rows_html(rows, *, mixes: dict, root: str, month_param: str) -> st
         slug, name, plan = escape(r["tenant__slug"]), escape(r["tenant__name"]), escape(r["plan_name"])
         number = (f"KC-{r['number']:06d}" if r["number"]
                   else '<span class="badge badge-warn">draft</span>')
+        if r["void__created_at"]:
+            number += ' <span class="badge badge-danger">void</span>'
+
         margin = r["margin_value"]
         neg = ' neg' if margin < 0 else ''
         parts.append(
@@ -245,7 +248,8 @@ def _invoice(invoice_id) -> Invoice:
 
 @finance_required
 def invoice_detail_all_tenants(request, invoice_id):
-    return render(request, "billing/invoice_detail.html", invoice_context(_invoice(invoice_id), finance=True))
+    return render(request, "billing/invoice_detail.html", invoice_context(
+        _invoice(invoice_id), finance=True, can_manage=request.user.has_perm("billing.manage_invoices")))
 
 
 @finance_required
