@@ -26,7 +26,7 @@ from infra.redis import arun_scripts
 from routing import metering
 from routing.breaker import breaker_states_call, breaker_states_parse
 from routing.catalog import catalog_cached, catalog_get
-from routing.types import FINISH_ERROR
+from routing.types import FINISH_ERROR, FINISH_LENGTH
 
 from . import formatting as fmt
 from .auth import KeyIdentity, aauthenticate_key
@@ -186,6 +186,9 @@ async def _complete(runner: Call, protocol: str) -> ProxyResponse:
     if result.finish_reason == FINISH_ERROR:
         # The answer broke off upstream; the tokens it used are billed, the client gets a clear 502.
         raise ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
+    problem = _json_problem(runner.call, result)
+    if problem is not None:
+        raise problem
     if protocol == ANTHROPIC:
         body = fmt.anthropic_message(facts, result.text, result.finish_reason, result.usage, result.cost, billed,
                                      result.stop_sequence, result.tool_calls)
@@ -267,8 +270,9 @@ def _relay_item(runner: Call, protocol: str, events, item, out: list[bytes]) -> 
         return False
     if item[0] == "done":
         _, result, billed, _unsent = item
-        if result.finish_reason == FINISH_ERROR:
-            error = ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
+        problem = _json_problem(runner.call, result) if result.finish_reason != FINISH_ERROR else None
+        if result.finish_reason == FINISH_ERROR or problem is not None:
+            error = problem or ProxyError("upstream_failed", result.error or "The model stopped answering mid-way.")
             out.append(events.error(error_payload(error, protocol, runner.request_id)))
         elif protocol == ANTHROPIC:
             out.append(events.finish(result.finish_reason, result.usage, result.cost, billed, result.stop_sequence))
@@ -280,6 +284,31 @@ def _relay_item(runner: Call, protocol: str, events, item, out: list[bytes]) -> 
         return True
     out.append(events.error(error_payload(item[1], protocol, runner.request_id)))
     return True
+
+
+def _json_problem(call: ParsedCall, result) -> ProxyError | None:
+    """A JSON request (response_format / output_config.format) answered with text that is not JSON, or not valid
+    for the schema, is not passed off as an answer: a 502 (an error event at the end of a stream) says so. The
+    tokens are billed, as for an answer that broke off. An answer cut by max_tokens says so itself (length)."""
+    fmt = call.request.response_format
+    if fmt is None or result.finish_reason == FINISH_LENGTH or result.tool_calls:
+        return None
+    try:
+        value = orjson.loads(result.text)
+    except orjson.JSONDecodeError:
+        return ProxyError("upstream_failed", "The model's answer is not valid JSON, though the request asked for "
+                                             "JSON; it is billed like any answer. Try again.")
+    if fmt.kind == "json_schema" and fmt.schema is not None:
+        from jsonschema import Draft202012Validator
+
+        error = next(iter(Draft202012Validator(fmt.schema).iter_errors(value)), None)
+        if error is not None:
+            return ProxyError("upstream_failed", f"The model's answer does not match the requested schema "
+                                                 f"({error.message}); it is billed like any answer. Try again.")
+    elif not isinstance(value, dict):
+        return ProxyError("upstream_failed", "The model's answer is JSON but not an object, though the request "
+                                             "asked for a JSON object; it is billed like any answer. Try again.")
+    return None
 
 
 async def handle_models(headers: Mapping[str, str]) -> ProxyResponse:

@@ -85,3 +85,24 @@ def test_anthropic_structured_outputs_through_the_sdks_parse_helper(anthropic_cl
         assert sent["params"]["response_format"]["type"] == "json_schema"
     else:
         assert sent["params"]["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_non_json_answer_to_a_json_request_is_not_passed_off_as_one(openai_client, fake_provider, stream):
+    """The provider ignored JSON mode: the client is told (a 502, or an error event ending the stream), and the
+    tokens are billed like any answer."""
+    import openai
+
+    fake_provider.scenario("kimi-k2.5", text="Sorry, no JSON today.")
+    with pytest.raises(openai.APIError, match="not valid JSON"):
+        _answer(openai_client, stream, model="auto", messages=ASK, response_format={"type": "json_object"})
+    [row] = usage_rows(1)
+    assert row.output_tokens == 4 and row.cost > 0
+
+
+def test_an_answer_off_the_schema_is_not_passed_off_either(openai_client, fake_provider):
+    import openai
+
+    fake_provider.scenario("kimi-k2.5", text='{"city": "Wellington"}')
+    with pytest.raises(openai.APIError, match="does not match the requested schema"):
+        _answer(openai_client, False, model="auto", messages=ASK, response_format=FORMAT)
