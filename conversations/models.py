@@ -77,6 +77,12 @@ class Message(models.Model):
     # The user message an assistant message answers, and the earlier answer a retry replaces on screen.
     parent = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="answers")
     retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # Versions (‹ 2/3 › on screen). A turn is a slot: its first question and every version of it. An edited
+    # question is a new user message whose `version_of` is the slot's first question; retries and edits add
+    # answers to the slot. The slot's first question keeps the answer on screen (`selected_answer`; empty: the
+    # latest), which is also the version the model sees in later turns' history.
+    version_of = models.ForeignKey("self", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    selected_answer = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
 
     # Routing facts, filled when the turn ends.
     tier = models.CharField(max_length=10, choices=TIER_CHOICES, blank=True)
@@ -197,6 +203,11 @@ class Message(models.Model):
         """Whether the answer takes a thumbs up or down: an assistant message that has finished and that a
         model answered (a turn that failed before any endpoint took it has nothing to rate)."""
         return self.role == self.ROLE_ASSISTANT and self.is_finished and bool(self.endpoint)
+
+    @property
+    def slot_id(self) -> int:
+        """The turn of a question: its first version's id, or its own."""
+        return self.version_of_id or self.pk
 
     @property
     def usage_key(self) -> str:

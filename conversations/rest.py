@@ -38,6 +38,8 @@ class ConversationCreateSerializer(serializers.Serializer):
 class MessageSerializer(serializers.ModelSerializer):
     conversation = serializers.IntegerField(source="conversation_id", read_only=True)
     parent = serializers.IntegerField(source="parent_id", read_only=True, allow_null=True)
+    version_of = serializers.IntegerField(source="version_of_id", read_only=True, allow_null=True,
+                                          help_text="On an edited question: the turn's first question.")
     cost = serializers.DecimalField(max_digits=20, decimal_places=10, read_only=True,
                                     help_text="Provider cost in USD.")
     billed = serializers.DecimalField(max_digits=20, decimal_places=10, read_only=True,
@@ -46,7 +48,7 @@ class MessageSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Message
-        fields = ["id", "conversation", "parent", "role", "content", "status", "tier", "endpoint", "provider",
+        fields = ["id", "conversation", "parent", "version_of", "role", "content", "status", "tier", "endpoint", "provider",
                   "upstream_model", "fallback_count", "finish_reason", "input_tokens", "output_tokens",
                   "cache_read_tokens", "cache_write_tokens", "output_estimated", "cost", "billed", "error",
                   "created_at", "finished_at"]

@@ -1,6 +1,7 @@
 """Reads for the chat. Every selector takes the tenant and the user: a conversation is private to its owner,
 so another member's conversation and another tenant's answer exactly like a missing id."""
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import (
@@ -62,13 +63,72 @@ def conversation_cost(*, tenant: Tenant, user: User, conversation: Conversation)
 
 
 def message_list(*, tenant: Tenant, user: User, conversation: Conversation) -> QuerySet[Message]:
-    """Messages in reading order: each question followed by its answers (a retry sits below the answer it
-    replaces), so ordering by (question id, id) needs no per-message query."""
+    """Messages in reading order: turn by turn (a turn's slot is its first question's id), each turn's
+    questions and answers (all versions) by id."""
     return (
         Message.objects.filter(tenant=tenant, conversation__owner=user, conversation=conversation)
-        .annotate(thread=Coalesce("parent_id", "id"))
+        .annotate(thread=Coalesce("version_of_id", "parent__version_of_id", "parent_id", "id"))
         .order_by("thread", "id")
     )
+
+
+@dataclass
+class Turn:
+    """One turn as the page shows it: the version on screen (a question and its answer) of all the turn's
+    versions (its answers, oldest first)."""
+
+    slot: int
+    question: Message
+    answer: Message | None
+    versions: list[Message]
+
+    @property
+    def index(self) -> int:
+        return self.versions.index(self.answer) + 1 if self.answer in self.versions else 0
+
+    @property
+    def count(self) -> int:
+        return len(self.versions)
+
+    @property
+    def previous(self) -> Message | None:
+        return self.versions[self.index - 2] if self.index > 1 else None
+
+    @property
+    def next(self) -> Message | None:
+        return self.versions[self.index] if 0 < self.index < self.count else None
+
+
+def turns_from(messages) -> list[Turn]:
+    """Group a conversation's messages (`message_list`) into turns, each showing its selected version."""
+    by_id = {m.pk: m for m in messages}
+    questions: dict[int, list[Message]] = {}
+    answers: dict[int, list[Message]] = {}
+    for m in messages:
+        if m.role == Message.ROLE_USER:
+            questions.setdefault(m.slot_id, []).append(m)
+        elif m.parent_id in by_id:
+            answers.setdefault(by_id[m.parent_id].slot_id, []).append(m)
+    turns = []
+    for slot in sorted(questions):
+        versions = answers.get(slot, [])
+        root = by_id.get(slot) or questions[slot][0]
+        shown = next((a for a in versions if a.pk == root.selected_answer_id), versions[-1] if versions else None)
+        question = by_id[shown.parent_id] if shown is not None else questions[slot][-1]
+        turns.append(Turn(slot=slot, question=question, answer=shown, versions=versions))
+    return turns
+
+
+def conversation_turns(*, tenant: Tenant, user: User, conversation: Conversation) -> list[Turn]:
+    return turns_from(list(message_list(tenant=tenant, user=user, conversation=conversation)))
+
+
+def turn_get(*, tenant: Tenant, user: User, message: Message) -> Turn:
+    """The turn a message (a question or an answer) belongs to, showing its selected version."""
+    question = message if message.role == Message.ROLE_USER else message.parent
+    slot = question.slot_id
+    rows = list(message_list(tenant=tenant, user=user, conversation=message.conversation).filter(thread=slot))
+    return turns_from(rows)[0]
 
 
 def message_get(*, tenant: Tenant, user: User, message_id, conversation_id=None) -> Message:

@@ -1,4 +1,4 @@
-"""What people do in the chat: create, rename, delete, switch tier, send, retry, stop. One function per use
+"""What people do in the chat: create, rename, delete, switch tier, send, retry, edit, pick a version, stop. One function per use
 case, keyword-only, called by the views and the REST API.
 
 Refusals raise `ChatRefused` with a message for people and change nothing. A send or a retry inserts the turn
@@ -128,15 +128,47 @@ def message_send(*, conversation: Conversation, author: User, text: str) -> Mess
 
 
 def message_retry(*, message: Message, author: User) -> Message:
-    """Answer the same question again in a new assistant message (a new usage key); the old answer is kept.
-    Runs on the conversation's current tier."""
+    """Answer the same question again: a new version of the answer in the same turn (a new usage key, so each
+    version is billed once); the earlier versions are kept, and the new one is shown. Runs on the
+    conversation's current tier."""
     if message.role != Message.ROLE_ASSISTANT or message.parent_id is None:
         raise ChatRefused("Only an answer can be retried.")
     if not message.is_finished:
         raise TurnInProgress("This answer is still being generated; stop it before you retry.")
     conversation = message.conversation
     _check_can_run(tenant=conversation.tenant, tier=conversation.tier)
-    return _turn_start(conversation=conversation, question=message.parent, retry_of=message, title=None)
+    answer = _turn_start(conversation=conversation, question=message.parent, retry_of=message, title=None)
+    _show_latest(slot_id=message.parent.slot_id)
+    return answer
+
+
+def message_edit(*, question: Message, author: User, text: str) -> Message:
+    """Ask an edited question in the same turn: a new version of the question with its own answer (the earlier
+    versions are kept, and the new one is shown). Returns the queued answer."""
+    if question.role != Message.ROLE_USER:
+        raise ChatRefused("Only your own message can be edited.")
+    text = _clean_text(text)
+    conversation = question.conversation
+    _check_can_run(tenant=conversation.tenant, tier=conversation.tier)
+    edited = Message(tenant=conversation.tenant, conversation=conversation, role=Message.ROLE_USER, content=text,
+                     status=Message.STATUS_DONE, version_of_id=question.slot_id)
+    answer = _turn_start(conversation=conversation, question=edited, retry_of=None, title=None)
+    _show_latest(slot_id=question.slot_id)
+    return answer
+
+
+def version_select(*, answer: Message) -> Message:
+    """Show `answer` (a version of its turn) in place of the others; later turns' history follows it."""
+    if answer.role != Message.ROLE_ASSISTANT or answer.parent_id is None:
+        raise ChatRefused("Only an answer has versions.")
+    slot_id = answer.parent.slot_id
+    Message.objects.filter(pk=slot_id, conversation_id=answer.conversation_id).update(selected_answer=answer)
+    return answer
+
+
+def _show_latest(*, slot_id: int) -> None:
+    # The turn shows its latest version again (the one just started).
+    Message.objects.filter(pk=slot_id).update(selected_answer=None)
 
 
 def message_stop(*, message: Message) -> Message:
@@ -190,7 +222,7 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
     tenant = conversation.tenant
     answer = Message(tenant=tenant, conversation=conversation, role=Message.ROLE_ASSISTANT,
                      status=Message.STATUS_QUEUED, tier=conversation.tier, parent=question, retry_of=retry_of)
-    before = (conversation.title, conversation.updated_at)
+    before, new_question = (conversation.title, conversation.updated_at), question.pk is None
     conversation.updated_at = timezone.now()
     conversation.title = title or conversation.title
     try:
@@ -202,7 +234,7 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
         metering.hold(tenant=tenant, key=answer.usage_key, tier=answer.tier, user_id=conversation.owner_id,
                       request=turn_request(message=answer, history=history))
     except (*metering.HOLD_REFUSALS, redis.RedisError) as exc:
-        Message.objects.filter(pk__in=[answer.pk] if retry_of else [answer.pk, question.pk]).delete()
+        Message.objects.filter(pk__in=[answer.pk, question.pk] if new_question else [answer.pk]).delete()
         Conversation.objects.filter(pk=conversation.pk).update(title=before[0], updated_at=before[1])
         conversation.title, conversation.updated_at = before
         if isinstance(exc, redis.RedisError):  # the budget cannot be checked: nothing is sent, nothing is kept

@@ -30,8 +30,6 @@ from .models import ONE_RUNNING_TURN, Conversation, Message
 MESSAGE_CLAIMED = ("id", "tenant_id", "conversation_id", "role", "status", "parent_id", "tier", "run_id",
                    "run_count", "started_at")
 CONVERSATION_CLAIMED = ("id", "tenant_id", "owner_id", "tier")
-# The history rows' columns, in this order: what `history_from_rows` unpacks.
-HISTORY_FIELDS = ("id", "role", "content", "status", "parent_id")
 
 
 def column(model, name: str) -> str:
@@ -54,47 +52,55 @@ def attnames(model) -> list[str]:
 # --- the history ---
 
 
-@functools.cache
-def history_sql(*, conversation: str, tenant: str, question: str) -> str:
-    """The rows the model may see for an answer to `question`, as SQL (the arguments are SQL expressions: a
-    placeholder or a column): the conversation's questions up to that one and the answers to earlier ones,
-    columns HISTORY_FIELDS. Shared by `selectors.message_history`, the send and the claim, which read them in
-    the statement that writes."""
-    def h(name: str) -> str:
-        return f"h.{column(Message, name)}"
+def slot_of(alias: str) -> str:
+    """The turn (slot) of a question row as SQL: its first version's id (`version_of`), or its own."""
+    return f"COALESCE({alias}.{column(Message, 'version_of_id')}, {alias}.{column(Message, 'id')})"
 
-    return (
-        f"SELECT {columns('h', Message, HISTORY_FIELDS)} FROM {Message._meta.db_table} h "
-        f"WHERE {h('conversation_id')} = {conversation} AND {h('tenant_id')} = {tenant} "
-        f"AND (({h('role')} = '{Message.ROLE_USER}' AND {h('id')} <= {question}) "
-        f"OR ({h('role')} = '{Message.ROLE_ASSISTANT}' AND {h('parent_id')} < {question}))"
+
+@functools.cache
+def history_sql(*, conversation: str, tenant: str, slot: str, question: str | None = None) -> str:
+    """The rows the model may see for an answer in turn `slot`, as SQL (the arguments are SQL expressions: a
+    placeholder, a column or a subquery): for each earlier turn of the conversation the version on screen (the
+    answer its first question selected, else the latest), then, with `question`, that question's row. Columns
+    (slot, question text, answer text, answer status); order by slot. Shared by `selectors.message_history`, the
+    send and the claim, which read them in the statement that writes."""
+    def m(name: str) -> str:
+        return column(Message, name)
+
+    table = Message._meta.db_table
+    rows = (
+        f"SELECT DISTINCT ON ({slot_of('hq')}) {slot_of('hq')} AS slot, hq.{m('content')} AS q_content, "
+        f"ha.{m('content')} AS a_content, ha.{m('status')} AS a_status "
+        f"FROM {table} ha JOIN {table} hq ON hq.{m('id')} = ha.{m('parent_id')} "
+        f"JOIN {table} hr ON hr.{m('id')} = {slot_of('hq')} "
+        f"WHERE ha.{m('conversation_id')} = {conversation} AND ha.{m('tenant_id')} = {tenant} "
+        f"AND ha.{m('role')} = '{Message.ROLE_ASSISTANT}' AND {slot_of('hq')} < {slot} "
+        f"ORDER BY {slot_of('hq')}, COALESCE(ha.{m('id')} = hr.{m('selected_answer_id')}, false) DESC, ha.{m('id')} DESC"
     )
+    if question is None:
+        return rows
+    return (f"SELECT * FROM ({rows}) earlier UNION ALL SELECT {slot_of('hx')}, hx.{m('content')}, NULL, NULL "
+            f"FROM {table} hx WHERE hx.{m('id')} = {question}")
 
 
 def history_from_rows(rows) -> list[ChatMessage]:
-    """What the model sees, from `history_sql` rows in id order: each question, followed by its latest finished
-    answer (a retried answer replaces the one before); failed turns and empty answers are left out."""
-    latest_answer: dict[int, str] = {}
-    for _id, role, content, status, parent_id in rows:
-        if role == Message.ROLE_ASSISTANT and content.strip() and status in (
-            Message.STATUS_DONE,
-            Message.STATUS_CANCELLED,
-        ):
-            latest_answer[parent_id] = content
+    """What the model sees, from `history_sql` rows in slot order: each question, followed by its answer when
+    that finished with text (a failed turn's or an empty answer is left out)."""
     history = []
-    for row_id, role, content, _status, _parent_id in rows:
-        if role == Message.ROLE_USER:
-            history.append(ChatMessage(role=role, content=content))
-            if row_id in latest_answer:
-                history.append(ChatMessage(role=Message.ROLE_ASSISTANT, content=latest_answer[row_id]))
+    for _slot, question, answer, status in rows:
+        history.append(ChatMessage(role=Message.ROLE_USER, content=question))
+        if answer and answer.strip() and status in (Message.STATUS_DONE, Message.STATUS_CANCELLED):
+            history.append(ChatMessage(role=Message.ROLE_ASSISTANT, content=answer))
     return history
 
 
 def history(*, conversation_id: int, tenant_id: int, question_id: int) -> list[ChatMessage]:
     """The history (`history_from_rows`) of an answer to `question_id`, read alone."""
+    table = Message._meta.db_table
+    slot = f"(SELECT {slot_of('s')} FROM {table} s WHERE s.{column(Message, 'id')} = %s)"
     with connection.cursor() as cursor:
-        cursor.execute(history_sql(conversation="%s", tenant="%s", question="%s")
-                       + f" ORDER BY h.{column(Message, 'id')}", [conversation_id, tenant_id, question_id, question_id])
+        cursor.execute(f"SELECT * FROM ({history_sql(conversation='%s', tenant='%s', slot=slot, question='%s')}) h "
+                       "ORDER BY h.slot", [conversation_id, tenant_id, question_id, question_id])
         return history_from_rows(cursor.fetchall())
 
 
@@ -132,11 +138,12 @@ def insert_turn(*, conversation: Conversation, question: Message, answer: Messag
     parts, params = [], []
     if question.pk is None:
         names, values, question_params = insert_values(question)
-        parts.append(f"q AS (INSERT INTO {table} ({names}) VALUES ({values}) RETURNING {message_id} AS id)")
+        parts.append(f"q AS (INSERT INTO {table} ({names}) VALUES ({values}) "
+                     f"RETURNING {message_id} AS id, {slot_of(table)} AS slot)")
         params += question_params
     else:
-        parts.append("q AS (SELECT %s::bigint AS id)")
-        params.append(question.pk)
+        parts.append("q AS (SELECT %s::bigint AS id, %s::bigint AS slot)")
+        params += [question.pk, question.version_of_id or question.pk]
     # INSERT ... SELECT FROM q: the question's row (and id) is made before the answer's, so ids keep the order.
     names, values, answer_params = insert_values(answer, parent="q.id")
     parts.append(f"a AS (INSERT INTO {table} ({names}) SELECT {values} FROM q "
@@ -145,10 +152,10 @@ def insert_turn(*, conversation: Conversation, question: Message, answer: Messag
     parts.append(f"c AS (UPDATE {Conversation._meta.db_table} SET {column(Conversation, 'title')} = %s, "
                  f"{column(Conversation, 'updated_at')} = %s WHERE {column(Conversation, 'id')} = %s)")
     params += [conversation.title, conversation.updated_at, conversation.pk]
-    history = history_sql(conversation="%s", tenant="%s", question="a.parent_id")
+    history = history_sql(conversation="%s", tenant="%s", slot="q.slot")
     params += [conversation.pk, conversation.tenant_id]
-    sql = (f"WITH {', '.join(parts)} SELECT a.id, a.parent_id, h.* FROM a "
-           f"LEFT JOIN LATERAL ({history}) h ON true ORDER BY h.{column(Message, 'id')}")
+    sql = (f"WITH {', '.join(parts)} SELECT a.id, a.parent_id, h.* FROM a CROSS JOIN q "
+           f"LEFT JOIN LATERAL ({history}) h ON true ORDER BY h.slot")
     try:
         rows = _execute_insert(sql, params)
     except IntegrityError as exc:
@@ -159,11 +166,10 @@ def insert_turn(*, conversation: Conversation, question: Message, answer: Messag
     answer.parent = question
     for message in (question, answer):
         message._state.adding = False
-    # The statement does not see its own inserts: a new question is added to the history here.
-    earlier = [row[2:] for row in rows if row[2] is not None]
-    history = history_from_rows(earlier)
-    if not any(row[0] == question.pk for row in earlier):
-        history.append(ChatMessage(role=Message.ROLE_USER, content=question.content))
+    # The earlier turns as they are on screen, then the question (which the statement may have just inserted,
+    # and so cannot read).
+    history = history_from_rows([row[2:] for row in rows if row[2] is not None])
+    history.append(ChatMessage(role=Message.ROLE_USER, content=question.content))
     return history
 
 
@@ -191,7 +197,8 @@ def claim_sql() -> str:
 
     message, conversation = Message._meta.db_table, Conversation._meta.db_table
     returned = ", ".join(m(name) for name in MESSAGE_CLAIMED)
-    history = history_sql(conversation=f"m.{m('conversation_id')}", tenant=f"m.{m('tenant_id')}",
+    slot = f"(SELECT {slot_of('s')} FROM {message} s WHERE s.{m('id')} = m.{m('parent_id')})"
+    history = history_sql(conversation=f"m.{m('conversation_id')}", tenant=f"m.{m('tenant_id')}", slot=slot,
                           question=f"m.{m('parent_id')}")
     return (
         f"WITH claimed AS (UPDATE {message} SET {m('status')} = %s, {m('run_id')} = %s, "
@@ -202,7 +209,7 @@ def claim_sql() -> str:
         f"FROM claimed m JOIN {conversation} c ON c.{column(Conversation, 'id')} = m.{m('conversation_id')} "
         f"JOIN {Tenant._meta.db_table} t ON t.{column(Tenant, 'id')} = m.{m('tenant_id')} "
         f"JOIN {Plan._meta.db_table} p ON p.{column(Plan, 'id')} = t.{column(Tenant, 'plan_id')} "
-        f"LEFT JOIN LATERAL ({history}) h ON true ORDER BY h.{m('id')}"
+        f"LEFT JOIN LATERAL ({history}) h ON true ORDER BY h.slot"
     )
 
 

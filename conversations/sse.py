@@ -121,9 +121,10 @@ def final_html_sync(*, tenant, user, conversation_id, message_id, request) -> st
         return None
     conversation = message.conversation
     cost = selectors.conversation_cost(tenant=tenant, user=user, conversation=conversation)
+    turn = selectors.turn_get(tenant=tenant, user=user, message=message)  # for the ‹ 2/3 › of its versions
     return render_to_string(
         "conversations/chat.html#final",
-        {"m": message, "conversation": conversation, "running_cost": cost},
+        {"m": message, "t": turn, "conversation": conversation, "running_cost": cost},
         request=request,
     )
 

@@ -57,10 +57,9 @@ def _page_context(request, conversation: Conversation | None) -> dict:
         "max_chars": services.MAX_MESSAGE_CHARS,
     }
     if conversation is not None:
-        context["chat_messages"] = list(
-            selectors.message_list(tenant=tenant, user=request.user, conversation=conversation)
-        )
-        context["running_cost"] = sum((m.billed for m in context["chat_messages"]), start=0)
+        chat_messages = list(selectors.message_list(tenant=tenant, user=request.user, conversation=conversation))
+        context["turns"] = selectors.turns_from(chat_messages)
+        context["running_cost"] = sum((m.billed for m in chat_messages), start=0)  # every version is billed
     return context
 
 
@@ -156,8 +155,8 @@ def message_send(request, conversation_id):
     except services.ChatRefused as exc:
         return _refusal(request, exc, "#composer-error")
     if request.htmx:
-        return render(request, f"{TEMPLATE}#turn", {"conversation": conversation, "question": answer.parent,
-                                                   "answer": answer})
+        turn = selectors.Turn(slot=answer.parent.slot_id, question=answer.parent, answer=answer, versions=[answer])
+        return render(request, f"{TEMPLATE}#turn", {"conversation": conversation, "t": turn})
     return redirect(conversation)
 
 
@@ -169,9 +168,38 @@ def message_retry(request, conversation_id, message_id):
         answer = services.message_retry(message=message, author=request.user)
     except services.ChatRefused as exc:
         return _refusal(request, exc, f"#msg-{message.pk}-error")
-    if request.htmx:
-        return render(request, f"{TEMPLATE}#message", {"conversation": message.conversation, "m": answer})
-    return redirect(message.conversation)
+    return _turn_response(request, answer)
+
+
+@login_required
+@require_POST
+def message_edit(request, conversation_id, message_id):
+    """An edited question, asked again in the same turn: the turn comes back showing the new version."""
+    question = _message(request, conversation_id, message_id)
+    try:
+        answer = services.message_edit(question=question, author=request.user, text=request.POST.get("text"))
+    except services.ChatRefused as exc:
+        return _refusal(request, exc, f"#msg-{question.pk}-error")
+    return _turn_response(request, answer)
+
+
+@login_required
+@require_POST
+def message_version(request, conversation_id, message_id):
+    """‹ / ›: show this answer version of its turn."""
+    answer = _message(request, conversation_id, message_id)
+    try:
+        services.version_select(answer=answer)
+    except services.ChatRefused as exc:
+        return HttpResponseBadRequest(str(exc))
+    return _turn_response(request, answer)
+
+
+def _turn_response(request, message: Message) -> HttpResponse:
+    if not request.htmx:
+        return redirect(message.conversation)
+    turn = selectors.turn_get(tenant=_tenant(request), user=request.user, message=message)
+    return render(request, f"{TEMPLATE}#turnblock", {"conversation": message.conversation, "t": turn})
 
 
 @login_required

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from .views import api_keys, auth, home, invites, limits, staff, team
+from .views import api_keys, auth, home, invites, limits, staff, staff_plans, team
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -35,4 +35,7 @@ urlpatterns = [
     path("staff/tenants/<int:tenant_id>/plan/", staff.staff_tenant_plan, name="staff_tenant_plan"),
     path("staff/tenants/<int:tenant_id>/status/", staff.staff_tenant_status, name="staff_tenant_status"),
     path("staff/audit/", staff.staff_audit_all_tenants, name="staff_audit"),
+    path("staff/plans/", staff_plans.staff_plans, name="staff_plans"),
+    path("staff/plans/new/", staff_plans.staff_plan_create, name="staff_plan_create"),
+    path("staff/plans/<int:plan_id>/", staff_plans.staff_plan_edit, name="staff_plan_edit"),
 ]

@@ -42,10 +42,13 @@ ACCESS = {
     "conversations:detail": PAGE, "conversations:rename": PAGE, "conversations:delete": PAGE,
     "conversations:tier": PAGE, "conversations:send": PAGE, "conversations:stop": PAGE,
     "conversations:retry": PAGE, "conversations:stream": STREAM, "conversations:feedback": PAGE,
+    "conversations:edit": PAGE, "conversations:version": PAGE,
     "team": TENANT_ADMIN, "team_invite_create": TENANT_ADMIN, "team_invite_revoke": TENANT_ADMIN,
     "team_member_role": TENANT_ADMIN, "team_member_remove": TENANT_ADMIN, "team_audit": TENANT_ADMIN,
     "team_audit_detail": TENANT_ADMIN, "workspace_settings": TENANT_ADMIN,
     "api_key_limits": TENANT_ADMIN, "team_member_limits": TENANT_ADMIN,
+    "alerts": TENANT_ADMIN, "alerts_secret_rotate": TENANT_ADMIN, "alerts_delivery": TENANT_ADMIN,
+    "alerts_delivery_replay": TENANT_ADMIN,
     "staff_console": STAFF, "staff_tenant_plan": STAFF, "staff_tenant_status": STAFF, "staff_audit": STAFF,
     "staff_routing": STAFF, "conversations:staff_feedback": STAFF,
     "finance_overview": FINANCE, "finance_overview_csv": FINANCE, "finance_tenant": FINANCE,
@@ -108,6 +111,7 @@ def world(acme, alice, carol, globex):
     invoice = Invoice.objects.create(tenant=acme, month=month_start(), plan=acme.plan, plan_name=acme.plan.name)
     invite = Invite.objects.create(tenant=acme, token_hash="x" * 64, created_by=alice,
                                    expires_at="2999-01-01T00:00:00Z")
+    delivery = _alert_delivery(acme)
     outsider = UserFactory(email="gina@globex.test")
     MembershipFactory(user=outsider, tenant=globex, role="admin")
     return {
@@ -116,8 +120,17 @@ def world(acme, alice, carol, globex):
         "membership_id": Membership.objects.get(user=carol, tenant=acme).pk,
         "event_id": AuditEvent.objects.filter(tenant=acme).latest("id").pk, "tenant_id": acme.pk,
         "uidb64": "MQ", "token": "x-y", "path": "css/app.css", "rest": "nothing-here",
-        "outsider": outsider,
+        "outsider": outsider, "delivery_id": delivery.pk,
     }
+
+
+def _alert_delivery(tenant):
+    from alerts.models import AlertEvent, AlertSettings, WebhookDelivery
+
+    AlertSettings.objects.create(tenant=tenant, webhook_url="https://example.test/hook", webhook_secret="whsec_x")
+    event = AlertEvent.objects.create(tenant=tenant, month=month_start(), threshold=50, cap=1, spend=1)
+    return WebhookDelivery.objects.create(tenant=tenant, event=event, url="https://example.test/hook", body="{}",
+                                          status="failed")
 
 
 def _is_login_redirect(response) -> bool:
@@ -155,7 +168,7 @@ def test_a_plain_member_is_refused_admin_staff_and_finance_pages(client, world, 
 
 TENANT_OWNED = [r for r in ROUTES if ACCESS.get(r[0]) in (PAGE, TENANT_ADMIN, API, STREAM)
                 and set(r[2]) & {"conversation_id", "message_id", "api_key_id", "invoice_id", "invite_id",
-                                 "membership_id", "event_id"}]
+                                 "membership_id", "event_id", "delivery_id"}]
 
 
 @pytest.mark.parametrize(("name", "route", "kwargs"), TENANT_OWNED, ids=[r[0] for r in TENANT_OWNED])

@@ -94,3 +94,37 @@ def test_new_chat_is_an_empty_composer_until_the_first_message(open_page, fake_p
     _wait_done(page, 1)
     assert "Kiwis are birds." in page.locator("article.msg-assistant").inner_text()
     assert list(Conversation.objects.values_list("title", flat=True)) == ["What is a kiwi?"]
+
+
+# --- 4. edit and versions ---
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_retry_and_edit_make_versions_in_place(open_page, fake_provider, alice, acme, viewport):
+    conversation = services.conversation_create(tenant=acme, owner=alice)
+    page = open_page(alice, viewport=viewport)
+    _open(page, conversation)
+    fake_provider.scenario(KIMI, {"text": "First version.", "delay_ms": 5})
+    _send(page, "What is a kiwi?")
+    _wait_done(page, 1)
+    fake_provider.scenario(KIMI, {"text": "Second version.", "delay_ms": 5})
+    page.click("article.msg-assistant button:has-text('Retry')")
+    page.wait_for_function("() => document.querySelector('[data-testid=version-count]')?.textContent === '2/2'")
+    _wait_done(page, 1)
+    answer = page.locator("article.msg-assistant")
+    assert answer.count() == 1  # in place, not below
+    assert "Second version." in answer.inner_text()
+    page.click("[data-testid=version-prev]")
+    page.wait_for_function("() => document.querySelector('[data-testid=version-count]')?.textContent === '1/2'")
+    assert "First version." in page.locator("article.msg-assistant").inner_text()
+
+    fake_provider.scenario(KIMI, {"text": "Third version.", "delay_ms": 5})
+    page.click("[data-testid=edit]")
+    page.fill(".msg-edit textarea", "What is a kiwi, really?")
+    page.click("[data-testid=edit-send]")
+    page.wait_for_function("() => document.querySelector('[data-testid=version-count]')?.textContent === '3/3'")
+    _wait_done(page, 1)
+    assert page.locator("article.msg-user .msg-body").inner_text() == "What is a kiwi, really?"
+    assert "Third version." in page.locator("article.msg-assistant").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+    assert Message.objects.filter(role="assistant").count() == 3
