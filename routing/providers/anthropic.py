@@ -144,6 +144,8 @@ def _tools(request: ChatRequest, body: dict) -> None:
         tool = {"name": spec.name, "input_schema": spec.parameters}
         if spec.description is not None:
             tool["description"] = spec.description
+        if spec.strict is not None:
+            tool["strict"] = spec.strict
         if spec.cache_control:
             tool["cache_control"] = spec.cache_control
         tools.append(tool)

@@ -180,3 +180,14 @@ def test_a_cache_breakpoint_goes_at_the_end_of_the_stable_history_for_anthropic_
     assert messages[1]["content"] == [{"type": "text", "text": "two", "cache_control": {"type": "ephemeral"}}]
     assert messages[0]["content"] == "one" and messages[2]["content"] == "three"
     assert "cache_control" not in json.dumps(_body(openai_compat, request))
+
+
+def test_a_strict_tool_stays_strict_at_both_providers():
+    """OpenAI's function `strict` and Anthropic's tool `strict` (structured outputs) are the same promise."""
+    from routing.types import ToolSpec
+
+    request = ChatRequest(messages=[ChatMessage("user", "hi")],
+                          tools=(ToolSpec("f", {"type": "object"}, strict=True),))
+    assert _body(anthropic, request)["tools"] == [{"name": "f", "input_schema": {"type": "object"}, "strict": True}]
+    assert _body(openai_compat, request)["tools"] == [{"type": "function", "function": {
+        "name": "f", "parameters": {"type": "object"}, "strict": True}}]
