@@ -263,8 +263,7 @@ def budget_reserve(*, tenant: Tenant, key: str, cost: Decimal, limits: Sequence[
     and without limits nothing is reserved. Reserving the same key again replaces its hold. The hold ends when
     `usage_record` is written under the same key, on `budget_release`, or after BILLING_RESERVATION_TTL_SECONDS.
     """
-    hold = _hold(tenant, tenant.plan, key, cost, limits)
-    if hold is None:
+    if (hold := _hold(tenant, tenant.plan, key, cost, limits)) is None:
         return
     for _ in range(len(hold.scopes) + 1):
         status, index, spend_units, outstanding_units = _RESERVE.run(hold.keys, hold.args)
@@ -350,9 +349,8 @@ _watchers: list[Callable[[int, date], None]] = []
 
 
 def budget_watch_register(watcher: Callable[[int, date], None]) -> None:
-    """`watcher(tenant_id, month)` is called (after the row's commit, in the settling process) when a usage
-    row takes the workspace's spend to the mark it set with `budget_watch_set`, or when no mark is set. It must
-    be quick (enqueue a task) and end by setting the next mark."""
+    """`watcher(tenant_id, month)` is called after a usage row's commit that took the workspace's spend to the
+    mark set by `budget_watch_set` (or found none). Quick (enqueue a task); it ends by setting the next mark."""
     if watcher not in _watchers:
         _watchers.append(watcher)
 
@@ -366,8 +364,11 @@ def budget_watch_set(*, tenant_id: int, month: date, mark: Decimal | None) -> bo
 
 
 def budget_watch_reset(*, tenant_id: int, month: date | None = None) -> None:
-    """Forget the mark (the thresholds or the cap changed): the next usage row tells the watchers."""
-    redis_sync().delete(watch_key(tenant_id, month or month_start()))
+    """Forget the mark (thresholds or cap changed); the next row tells the watchers. Best effort (marks lapse)."""
+    try:
+        redis_sync().delete(watch_key(tenant_id, month or month_start()))
+    except (redis.RedisError, OSError):
+        logger.warning("could not reset the spend watch of tenant %s", tenant_id, exc_info=True)
 
 
 def budget_reconcile_all_tenants(*, month: date | None = None) -> int:

@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "tenants",
     "billing",
+    "alerts",
     "routing",
     "proxy",
     "conversations",
@@ -216,6 +217,14 @@ OUTBOX_RETRY_INTERVAL = env.float("OUTBOX_RETRY_INTERVAL", default=1.0)
 BILLING_FINALIZE_GRACE_SECONDS = env.int("BILLING_FINALIZE_GRACE_SECONDS", default=3600)
 # Longer than any request's deadline: a hold outliving its request only means a crashed request's hold lapses.
 BILLING_RESERVATION_TTL_SECONDS = env.float("BILLING_RESERVATION_TTL_SECONDS", default=600.0)
+
+# --- Budget alerts (alerts/) ---
+# Webhook calls: seconds per try, tries in all, and the first retry's delay (doubled per try, at most an hour).
+ALERTS_WEBHOOK_TIMEOUT = env.float("ALERTS_WEBHOOK_TIMEOUT", default=5.0)
+ALERTS_WEBHOOK_MAX_ATTEMPTS = env.int("ALERTS_WEBHOOK_MAX_ATTEMPTS", default=6)
+ALERTS_WEBHOOK_BACKOFF_SECONDS = env.float("ALERTS_WEBHOOK_BACKOFF_SECONDS", default=30.0)
+# Webhook URLs must be https; plain http only in debug (or when this is set, e.g. for tests on loopback).
+ALERTS_WEBHOOK_ALLOW_HTTP = env.bool("ALERTS_WEBHOOK_ALLOW_HTTP", default=DEBUG)
 # Chat turns are long, I/O-bound streams: Celery's thread pool with many threads, each handing its stream to
 # one asyncio loop per process (conversations/turns.py, docs/architecture.md "Chat").
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")

@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/", include("kiwiclaw.api_urls")),
     path("", include("tenants.urls")),
     path("", include("billing.urls")),
+    path("", include("alerts.urls")),
     path("", include("routing.urls")),
     path("", include("conversations.urls")),
 ]
