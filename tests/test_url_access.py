@@ -52,6 +52,7 @@ ACCESS = {
     "staff_console": STAFF, "staff_tenant_plan": STAFF, "staff_tenant_status": STAFF, "staff_audit": STAFF,
     "staff_routing": STAFF, "conversations:staff_feedback": STAFF,
     "staff_plans": STAFF, "staff_plan_create": STAFF, "staff_plan_edit": STAFF,
+    "staff_plans": STAFF, "staff_plan_create": STAFF, "staff_plan_edit": STAFF,
     "finance_overview": FINANCE, "finance_overview_csv": FINANCE, "finance_tenant": FINANCE,
     "finance_tenant_csv": FINANCE, "finance_invoices": FINANCE, "finance_invoice": FINANCE,
     "finance_invoice_csv": FINANCE, "finance_invoice_finalize": FINANCE, "finance_invoice_void": FINANCE,
@@ -121,7 +122,7 @@ def world(acme, alice, carol, globex):
         "membership_id": Membership.objects.get(user=carol, tenant=acme).pk,
         "event_id": AuditEvent.objects.filter(tenant=acme).latest("id").pk, "tenant_id": acme.pk,
         "uidb64": "MQ", "token": "x-y", "path": "css/app.css", "rest": "nothing-here",
-        "outsider": outsider, "delivery_id": delivery.pk,
+        "outsider": outsider, "delivery_id": delivery.pk, "plan_id": acme.plan_id,
     }
 
 
