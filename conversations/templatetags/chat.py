@@ -7,19 +7,26 @@ from django import template
 from django.utils.safestring import mark_safe
 from markdown_it import MarkdownIt
 
+from conversations.markdown import render_fence
 from conversations.models import ROUTE_DECISION_LABELS
 
 register = template.Library()
 
 # Raw HTML in an answer is shown as text (html=False), and the rendered HTML is sanitized again with nh3 as a
 # second wall: a model's answer is untrusted input. No images: a remote image in an answer could leak the page.
+# Fenced code is highlighted here, on the server, with Pygments (conversations.markdown): class names only, the
+# colours come from static/css/pygments.css (the CSP allows no inline styles).
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable(["table", "strikethrough"])
+_md.add_render_rule("fence", render_fence)
 _ALLOWED_TAGS = {
     "p", "br", "hr", "strong", "em", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li",
-    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td",
+    "h1", "h2", "h3", "h4", "h5", "h6", "a", "table", "thead", "tbody", "tr", "th", "td", "div", "span", "button",
 }
 _ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
+    "div": {"class"},
+    "span": {"class"},
+    "button": {"class", "type"},
     "code": {"class"},
     "ol": {"start"},
     "th": {"style"},

@@ -49,6 +49,37 @@
     if (form) form.requestSubmit();
   });
 
+  // --- copy: a code block's text, or a message's markdown source ---
+
+  function copyText(text) {
+    if (navigator.clipboard && window.isSecureContext) return navigator.clipboard.writeText(text);
+    return new Promise(function (resolve, reject) {  // plain-HTTP deployments: the older selection way
+      var area = document.createElement("textarea");
+      area.value = text;
+      area.setAttribute("readonly", "");
+      area.className = "copy-buffer";
+      document.body.appendChild(area);
+      area.select();
+      var ok = document.execCommand("copy");
+      area.remove();
+      if (ok) resolve(); else reject(new Error("copy refused"));
+    });
+  }
+
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest(".code-copy, .msg-copy");
+    if (!button) return;
+    var text = button.classList.contains("code-copy")
+      ? button.closest(".code-block").querySelector("pre code").textContent
+      : button.dataset.copySource;
+    var label = button.textContent;
+    copyText(text).then(function () {
+      button.textContent = "Copied";
+      button.dataset.copied = "true";
+      setTimeout(function () { button.textContent = label; delete button.dataset.copied; }, 1500);
+    }, function () { button.textContent = "Copy failed"; });
+  });
+
   // Enter sends, Shift+Enter inserts a newline; an IME composition is never interrupted.
   document.addEventListener("keydown", function (event) {
     var target = event.target;

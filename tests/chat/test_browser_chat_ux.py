@@ -128,3 +128,38 @@ def test_retry_and_edit_make_versions_in_place(open_page, fake_provider, alice, 
     assert "Third version." in page.locator("article.msg-assistant").inner_text()
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
     assert Message.objects.filter(role="assistant").count() == 3
+
+
+# --- 3. code and copy (and 16: the fake provider's markdown answers render) ---
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_code_is_highlighted_with_a_label_and_copy_buttons(open_page, fake_provider, alice, acme, browser, viewport):
+    fake_provider.scenario(KIMI, {"delay_ms": 5})  # the markdown demo answers (devtools/fake_provider/demo.py)
+    conversation = services.conversation_create(tenant=acme, owner=alice)
+    page = open_page(alice, viewport=viewport)
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    _open(page, conversation)
+    _send(page, "Show me some code, a table and a list")
+    _wait_done(page, 1)
+    answer = page.locator("article.msg-assistant")
+    block = answer.locator(".code-block")
+    assert block.locator(".code-lang").inner_text() == "python"
+    assert block.locator("pre code span.k").count() > 0  # highlighted once the turn ended (the final render)
+    color = block.locator("pre code span.k").first.evaluate("e => getComputedStyle(e).color")
+    assert color not in ("rgb(230, 237, 243)", "")  # the keyword has the theme's colour, not the plain text's
+    assert answer.locator(".markdown table th").count() == 3 and answer.locator(".markdown ol li").count() >= 3
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+
+    block.locator(".code-copy").click()
+    wait_for(lambda: block.locator(".code-copy").inner_text() == "Copied", what="the code copied")
+    code = page.evaluate("() => navigator.clipboard.readText()")
+    assert code.startswith("def greet(name: str) -> str:") and "```" not in code
+
+    answer.locator("[data-testid=copy-message]").click()
+    source = Message.objects.get(role="assistant").content
+    wait_for(lambda: page.evaluate("() => navigator.clipboard.readText()") == source, what="the markdown copied")
+    assert "```python" in source
+    page.locator("article.msg-user [data-testid=copy-message]").click()
+    wait_for(lambda: page.evaluate("() => navigator.clipboard.readText()") == "Show me some code, a table and a list",
+             what="the question copied")
