@@ -83,3 +83,35 @@ def test_the_audit_log_reads_in_words(browser_pages, acme, globex, platform_admi
     assert what.inner_text() == "Workspace suspended"
     assert page.locator("nav.staff-nav a[aria-current=page]").inner_text() == "Audit log"
     screenshot(page, "staff-audit")
+
+
+@pytest.mark.parametrize("width", [DESKTOP, PHONE])
+def test_the_plan_editor_reviews_a_change_before_saving_it(browser_pages, acme, platform_admin, width):
+    from decimal import Decimal
+
+    from tenants.models import Plan
+
+    browser_pages.allow(r"status of 400 \(Bad Request\)")  # the refused form answers 400, on purpose
+    pro = Plan.objects.get(slug="pro")
+    page = browser_pages.open(platform_admin, "/staff/", width=width)
+    page.locator("nav.staff-nav").get_by_role("link", name="Plans").click()
+    page.get_by_role("link", name="Edit Pro").click()
+    assert "1 workspace is on this plan" in page.locator("[data-fee-rule]").inner_text()
+    page.fill("#id_monthly_fee", "-5")
+    page.get_by_role("button", name="Review the change").click()
+    assert "Cannot be negative." in page.locator("[data-field=monthly_fee]").inner_text()
+    page.fill("#id_monthly_fee", "59")
+    page.fill("#id_rpm_key", "200")
+    page.get_by_role("button", name="Review the change").click()
+    assert "affects 1 workspace on Pro" in page.locator("[data-affects]").inner_text()
+    assert page.locator("tr[data-change]").count() == 2
+    assert overflow(page) <= 0
+    screenshot(page, "staff-plan-review")
+    assert Plan.objects.get(pk=pro.pk).monthly_fee == Decimal("49.00")  # nothing saved yet
+    page.get_by_role("button", name="Save the change").click()
+    page.wait_for_url("**/staff/plans/")
+    assert "Plan Pro saved." in page.inner_text("body")
+    pro.refresh_from_db()
+    assert (pro.monthly_fee, pro.rpm_key) == (Decimal("59.00"), 200)
+    assert AuditEvent.objects.get().action == "plan.change"
+    screenshot(page, "staff-plans")
