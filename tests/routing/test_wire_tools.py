@@ -145,6 +145,9 @@ def test_the_proxy_streams_tool_calls_as_each_protocol_does():
 
 
 def test_structured_output_on_anthropic_is_a_forced_tool_answered_as_text():
+    """OpenAI's response_format (https://platform.openai.com/docs/guides/structured-outputs) as Anthropic's "JSON
+    output" tool pattern: a tool whose input_schema is the schema, forced with tool_choice
+    (https://docs.anthropic.com/en/docs/agents-and-tools/tool-use/implement-tool-use#forcing-tool-use)."""
     schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
     request = ChatRequest(messages=[ChatMessage("user", "Capital of France?")],
                           response_format=ResponseFormat("json_schema", schema=schema, name="capital"))
@@ -173,7 +176,17 @@ def test_images_in_each_protocols_form():
     assert not openai_compat.accepts_image_urls("kimi-k2.5") and openai_compat.accepts_image_urls("gpt-4o")
 
 
+def test_an_image_question_becomes_each_providers_request_the_docs_show():
+    example = load("request_images.json")
+    for source, target, adapter in (("openai", "anthropic", anthropic), ("anthropic", "openai", openai_compat)):
+        parse = parse_openai if source == "openai" else parse_anthropic
+        body = _body(adapter, parse(orjson.dumps(example[source])).request)
+        assert body["messages"] == example[target]["messages"], source
+
+
 def test_a_cache_breakpoint_goes_at_the_end_of_the_stable_history_for_anthropic_only():
+    """cache_control on the last block of the stable prefix
+    (https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching, "multi-turn conversation" example)."""
     request = ChatRequest(messages=[ChatMessage("user", "one"), ChatMessage("assistant", "two"),
                                     ChatMessage("user", "three")], cache_breakpoint=True)
     messages = _body(anthropic, request)["messages"]
