@@ -46,7 +46,7 @@ import orjson
 
 from billing.models import END_USER_MAX_LENGTH
 from routing.core import MAX_STOP_SEQUENCES
-from routing.types import ChatRequest
+from routing.types import ChatRequest, ImageBlock
 
 from . import content, tools
 from .errors import ProxyError
@@ -57,6 +57,8 @@ TIER_ALIASES = {"auto": "auto", "max": "max", "kiwiclaw/auto": "auto", "kiwiclaw
 # about four characters per token for English text, plus a few tokens of framing per message.
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 4
+# An image's tokens, whatever its size: about what Anthropic charges for one near its size limit (1.15 megapixels).
+IMAGE_TOKENS = 1600
 
 
 @dataclass
@@ -71,8 +73,16 @@ class ParsedCall:
     end_user: str | None = None  # the tenant's end-user id (OpenAI `user` / Anthropic `metadata.user_id`)
 
     def estimated_input_tokens(self) -> int:
-        chars = len(self.request.system or "") + sum(len(m.content) for m in self.request.messages)
-        return chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * (len(self.request.messages) + 1)
+        request = self.request
+        chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+        tokens = chars // CHARS_PER_TOKEN + TOKENS_PER_MESSAGE * (len(request.messages) + 1)
+        if request.tools:  # tool definitions are part of the prompt
+            tokens += sum(len(orjson.dumps(t.parameters)) + len(t.name) + len(t.description or "")
+                          for t in request.tools) // CHARS_PER_TOKEN
+        for message in request.messages:
+            if message.blocks is not None:
+                tokens += IMAGE_TOKENS * sum(type(b) is ImageBlock for b in message.blocks)
+        return tokens
 
 
 def _invalid(message: str, param: str | None = None) -> ProxyError:

@@ -188,3 +188,13 @@ def test_anthropic_version_2026_10_21_has_no_sampling_parameters(name):
         parse_anthropic(orjson.dumps({"model": "max", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}],
                                       name: 1.0}), "2026-10-21")
     assert info.value.param == name
+
+
+def test_the_rate_limit_estimate_counts_tool_definitions_and_images():
+    plain = _openai(messages=[{"role": "user", "content": "hi"}]).estimated_input_tokens()
+    tool = {"type": "function", "function": {"name": "lookup", "description": "x" * 400,
+                                             "parameters": {"type": "object"}}}
+    assert _openai(messages=[{"role": "user", "content": "hi"}], tools=[tool]).estimated_input_tokens() > plain + 100
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    with_image = _openai(messages=[{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}])
+    assert with_image.estimated_input_tokens() == plain + 1600
