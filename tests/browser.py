@@ -93,16 +93,20 @@ class BrowserPages:
         self._allowed.append(re.compile(pattern))
 
     def open(self, user=None, path: str | None = None, *, width: int = DESKTOP, height: int | None = None,
-             base_url: str | None = None, status: int = 200):
+             base_url: str | None = None, status: int = 200, **context_options):
         """A new page (its own browser context) at `width` px, logged in as `user` (None: anonymous); when
-        `path` is given, navigated there and its status checked."""
+        `path` is given, navigated there and its status checked. `context_options` go to Playwright's
+        new_context (e.g. has_touch=True, to tap)."""
         base_url = base_url or self._base_url_factory()
         context = self.browser.new_context(viewport={"width": width, "height": height or HEIGHTS.get(width, 900)},
-                                           base_url=base_url)
+                                           base_url=base_url, **context_options)
         if user is not None:
             context.add_cookies([session_cookie(user, base_url)])
         page = context.new_page()
         page.set_default_timeout(15_000)
+        # A live server's first request imports the whole URLconf (the router's model included): on a busy
+        # 2-core machine that alone has taken 13 s.
+        page.set_default_navigation_timeout(45_000)
         page.expose_function("__kcCspViolation", lambda text, page=page: self.csp_violations.append(
             f"{page.url}: {text}"))
         page.add_init_script(_REPORT_CSP)
