@@ -37,7 +37,7 @@ from redis.retry import Retry
 from billing.budget import SpendLimit, key_spend_limit, member_spend_limit
 from infra.redis import redis_sync
 from tenants.keys import API_KEY_PREFIX, hash_secret
-from tenants.models import ApiKey, Membership, Plan, Tenant, User
+from tenants.models import AUTO_ESCALATION_OFF, ApiKey, Membership, Plan, Tenant, User
 
 logger = logging.getLogger("proxy")
 
@@ -123,6 +123,10 @@ def _query(key_hash: str) -> KeyIdentity | None:
                  monthly_limit=membership.key_limit, limits_changed_at=membership.key_limits_changed_at)
     limits = tuple(limit for limit in (key_spend_limit(key), member_spend_limit(membership)) if limit is not None)
     expires = membership.key_expires_at
+    if "max" not in (membership.key_tiers or ("max",)) or not membership.allows_tier("max"):
+        # A key or member limited to Auto must not reach MAX models through smart Auto's escalation either. The
+        # tenant object is this identity's own (loaded by the query above), so only its requests see this.
+        membership.tenant.auto_escalation = AUTO_ESCALATION_OFF
     return KeyIdentity(key_id=membership.key_id, user=membership.user, membership=membership,
                        tenant=membership.tenant, key_name=membership.key_name,
                        expires_at=expires.timestamp() if expires else None,

@@ -139,3 +139,18 @@ def test_fifty_concurrent_requests_near_a_keys_limit_never_pass_it(server, carol
     one_request = max(Decimal(str(p["usage"]["billed"])) for p in served)
     assert spend <= Decimal("1.00") + one_request
     assert spend <= Decimal("1.00")  # reservations hold the worst case: not even one request over
+
+
+def test_a_key_limited_to_auto_is_never_escalated_to_max_by_smart_auto(server, acme, carol_key):
+    from tests.smart_prompts import prompt_at_or_above
+
+    hard, _ = prompt_at_or_above(10)
+    acme.auto_escalation = 10  # the widest dial: this prompt escalates for an unlimited key
+    acme.save(update_fields=["auto_escalation"])
+    key, secret = carol_key
+    oa, _ = _clients(server, secret)
+    raw = oa.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": hard}])
+    assert raw.headers["x-kiwiclaw-model"] == "claude-opus-4-6"
+    set_key_limits(key, tiers=["auto"])
+    raw = oa.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": hard}])
+    assert raw.headers["x-kiwiclaw-model"] == "kimi-k2.5" and raw.headers["x-kiwiclaw-tier"] == "auto"
