@@ -95,3 +95,31 @@ def test_a_cache_breakpoint_writes_the_stable_history_then_reads_it(routing_env,
     expected = (3 * prices.input + second.usage.output_tokens * prices.output + 4 * prices.cache_write
                 + 7 * prices.cache_read) / 1_000_000
     assert second.cost == expected.quantize(second.cost)
+
+
+@pytest.mark.parametrize("tier", ["auto", "max"])
+def test_a_tool_call_stream_is_routed_then_started_then_accumulated(routing_env, pro_tenant, tier):
+    """Routed comes before the first tool-call event as before the first text; the Done result holds the calls
+    whole, as the JSON answer of the same request does."""
+    from routing.types import Done, Routed, ToolCall, ToolCallDelta, ToolCallStart
+
+    from .conftest import collect
+
+    upstream = {"auto": "kimi-k2.5", "max": "claude-opus-4-6"}[tier]
+    routing_env.scenario(upstream, tool_calls=[{"name": "get_weather", "arguments": {"city": "Nelson"}},
+                                               {"name": "get_weather", "arguments": {"city": "Napier"}}])
+    tools = (ToolSpec("get_weather", {"type": "object", "properties": {"city": {"type": "string"}}}),)
+    request = ChatRequest(messages=[ChatMessage("user", "Weather?")], tools=tools, stream=True)
+    events = collect(tenant=pro_tenant, tier=tier, request=request)
+    kinds = [type(e) for e in events if not type(e).__name__ == "UsageUpdate"]
+    assert kinds[:2] == [Routed, ToolCallStart] and kinds[-1] is Done
+    assert sum(k is ToolCallStart for k in kinds) == 2 and ToolCallDelta in kinds
+    streamed = events[-1].result
+    whole = complete(tenant=pro_tenant, tier=tier, request=ChatRequest(messages=request.messages, tools=tools,
+                                                                       stream=False))
+    for result in (streamed, whole):
+        assert result.finish_reason == "tool_calls" and result.text == ""
+        assert [(c.name, c.arguments) for c in result.tool_calls] == [
+            ("get_weather", '{"city":"Nelson"}'), ("get_weather", '{"city":"Napier"}')]
+    assert all(isinstance(c, ToolCall) and c.id for c in streamed.tool_calls)
+    assert streamed.usage.output_tokens == whole.usage.output_tokens > 0
