@@ -6,6 +6,9 @@ Tool calls: OpenAI's `message.tool_calls` (arguments as JSON text) and, streamed
 object) and, streamed, `content_block_start` of type tool_use (input {}), `input_json_delta` fragments,
 `content_block_stop` (https://docs.anthropic.com/en/docs/build-with-claude/streaming). Arguments a provider sent
 that are not a JSON object cannot be an Anthropic `input`: they come as {"_unparsed_arguments": "<the text>"}.
+Both APIs stream a message's tool calls one after another (a call's fragments, then the next call): an Anthropic
+stream cannot return to a block it has stopped, so a provider that interleaved two calls' fragments could not be
+relayed to /v1/messages faithfully (neither provider does).
 
 Money (`cost`, `billed`) is emitted as exact JSON numbers from the Decimals (orjson.Fragment), never through
 float, so a client summing them gets the same figures as the invoice.

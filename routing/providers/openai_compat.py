@@ -285,6 +285,10 @@ def _tool_fragments(state: StreamState, calls: list, events: list) -> None:
         function = call.get("function") or {}
         index = tools.index.get(key)
         if index is None:
+            # The calls before this one are complete (calls stream one after another): one that sent no argument
+            # text has "{}", said now, before the next call starts (an Anthropic stream cannot go back to it).
+            events += _close_tools(state)
+            tools.with_arguments.update(tools.index)
             index = tools.index[key] = len(tools.index)
             events.append(ToolCallStart(index, call.get("id") or "", function.get("name") or ""))
         if function.get("arguments"):

@@ -75,6 +75,19 @@ def test_openai_tool_calls_stream_by_index():
                      ToolCall("call_H1nOLdpbW3cG5CEp1cdlAjMW", "get_time", "{}")]  # no argument text: "{}"
 
 
+def test_a_call_without_arguments_is_closed_before_the_next_call_starts():
+    """"{}" for an argument-less call comes before the next call's start, never after it (the Anthropic endpoint
+    streams one block after another)."""
+    state, events = openai_compat.new_stream_state(), []
+    for calls in ([{"index": 0, "id": "a", "type": "function", "function": {"name": "now", "arguments": ""}}],
+                  [{"index": 1, "id": "b", "type": "function", "function": {"name": "f", "arguments": "{}"}}]):
+        chunk = {"choices": [{"index": 0, "delta": {"tool_calls": calls}, "finish_reason": None}]}
+        events += openai_compat.parse_stream_event(state, None, json.dumps(chunk))
+    events += openai_compat.parse_stream_event(state, None, "[DONE]")
+    assert [(type(e).__name__, getattr(e, "index", None)) for e in events] == [
+        ("ToolCallStart", 0), ("ToolCallDelta", 0), ("ToolCallStart", 1), ("ToolCallDelta", 1), ("Finish", None)]
+
+
 def _body(adapter, request: ChatRequest) -> dict:
     return adapter.build_request(base_url="https://x", api_key="k", model="m", request=request, stream=False,
                                  max_tokens=300).body
