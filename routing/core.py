@@ -88,8 +88,10 @@ def request_needs(request: ChatRequest) -> Needs | None:
                 if type(item) is ImageBlock:
                     images = True
                     image_urls = image_urls or item.url is not None
+    choice = request.tool_choice
     return Needs(vision=images, image_urls=image_urls,
-                 tools_with_format=bool(request.tools) and request.response_format is not None)
+                 tools_with_format=bool(request.tools) and request.response_format is not None,
+                 forced_tool=bool(request.tools) and choice is not None and choice.mode in ("required", "tool"))
 
 
 async def _plan_of(tenant):

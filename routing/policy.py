@@ -34,6 +34,7 @@ class Needs:
     vision: bool = False  # it has images: only endpoints with the catalog's vision flag
     image_urls: bool = False  # some image is a URL: only providers that fetch URLs (the proxy never does)
     tools_with_format: bool = False  # tools and a response format: not where the format is a forced tool
+    forced_tool: bool = False  # tool_choice required or a named tool: not where that is refused
 
 
 def _unable(endpoint: EndpointInfo, needs: Needs) -> str | None:
@@ -44,6 +45,8 @@ def _unable(endpoint: EndpointInfo, needs: Needs) -> str | None:
         return "takes images as base64 data only"
     if needs.tools_with_format and endpoint.kind == "anthropic":
         return "structured output there is a forced tool, which would replace the request's tools"
+    if needs.forced_tool and not adapter_for(endpoint.kind).accepts_forced_tool_choice(endpoint.upstream_model):
+        return "takes no forced tool_choice"
     return None
 
 
@@ -53,6 +56,8 @@ def _unable_message(needs: Needs, tier: str) -> str:
                 "base64 data (a data: URL, or an image block with a base64 source).")
     if needs.vision:
         return f"No {tier} model can read images."
+    if needs.forced_tool:
+        return f"No {tier} model takes a forced tool_choice (required or a named tool): use auto."
     return f"No {tier} model takes tools together with a response format."
 
 

@@ -100,6 +100,10 @@ def accepts_image_urls(model: str) -> bool:
     return ACCEPTS_IMAGE_URLS
 
 
+def accepts_forced_tool_choice(model: str) -> bool:
+    return True  # tool_choice any / tool
+
+
 def _block(block) -> dict:
     kind = type(block)
     if kind is TextBlock:

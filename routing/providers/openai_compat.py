@@ -18,7 +18,8 @@ forwarded as they are. In a stream `delta.tool_calls[i]` carries `index`, then `
 first fragment and `function.arguments` fragments; finish_reason `tool_calls` is FINISH_TOOL_CALLS.
 `response_format` (json_object / json_schema) is forwarded as it is. `cache_control` is not sent: these providers
 cache prompt prefixes automatically. Images go as `image_url` parts (a data URL for base64 data); Moonshot's Kimi
-takes base64 data only (ACCEPTS_NO_IMAGE_URLS), so a URL image skips its endpoints.
+takes base64 data only (ACCEPTS_NO_IMAGE_URLS), so a URL image skips its endpoints, and no forced tool_choice
+(NO_FORCED_TOOL_CHOICE), so a request forcing a tool call skips them too.
 
 Usage: `prompt_tokens` includes cached tokens, so input_tokens = prompt_tokens - cached, where cached is
 `prompt_tokens_details.cached_tokens` (OpenAI) or `cached_tokens` (Moonshot). There is no cache-write count.
@@ -71,8 +72,13 @@ FINISH_REASONS = {
     "function_call": FINISH_TOOL_CALLS,
 }
 
-# Upstream model name prefixes that take images only as base64 data URLs (https://platform.moonshot.ai/docs).
+# Upstream model name prefixes that take images only as base64 data (or an uploaded file id), never a URL to fetch
+# (https://platform.kimi.ai/docs/api/chat, image_url.url).
 ACCEPTS_NO_IMAGE_URLS = ("kimi", "moonshot")
+# ... and that refuse a forced tool_choice ("required" or a named function) with a 400 while thinking is on, which
+# is Kimi K2.5's default ("tool_choice ... is incompatible with thinking enabled", as integrators of Moonshot's API
+# report): such a request skips them for a model that honours it.
+NO_FORCED_TOOL_CHOICE = ("kimi", "moonshot")
 
 ERROR_TYPES = {
     "engine_overloaded_error": KIND_OVERLOADED,
@@ -107,6 +113,10 @@ def max_temperature(model: str) -> float:
 
 def accepts_image_urls(model: str) -> bool:
     return not model.startswith(ACCEPTS_NO_IMAGE_URLS)
+
+
+def accepts_forced_tool_choice(model: str) -> bool:
+    return not model.startswith(NO_FORCED_TOOL_CHOICE)
 
 
 def _text(blocks) -> str:

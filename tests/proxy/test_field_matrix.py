@@ -56,9 +56,10 @@ OPENAI_FORWARDED = {
                           lambda a, u, r: r.end_user == "sha-9f" and "safety_identifier" not in _params(u)),
     "tools": ({"tools": [FN]}, lambda a, u, r: _params(u)["tools"] == [FN]
               and a.json()["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == "lookup"),
-    "tool_choice": ({"tools": [FN], "tool_choice": "required"},
-                    lambda a, u, r: _params(u)["tool_choice"] == "required"
-                    and a.json()["choices"][0]["finish_reason"] == "tool_calls"),
+    # "none" (Kimi, the Auto model, takes no forced tool_choice: required / named skip it, tests/proxy/test_tools.py).
+    "tool_choice": ({"tools": [FN], "tool_choice": "none"},
+                    lambda a, u, r: _params(u)["tool_choice"] == "none"
+                    and a.json()["choices"][0]["finish_reason"] == "stop"),
     "parallel_tool_calls": ({"tools": [FN], "parallel_tool_calls": False},
                             lambda a, u, r: _params(u)["parallel_tool_calls"] is False),
     "response_format": ({"response_format": {"type": "json_object"}},

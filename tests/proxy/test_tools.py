@@ -161,24 +161,27 @@ def test_disabling_parallel_calls_reaches_the_provider_in_its_own_terms(openai_c
         assert params["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
     message = anthropic_client.messages.create(model=tier, max_tokens=100, tools=ANTHROPIC_TOOLS,
                                                messages=[{"role": "user", "content": "Two?"}],
-                                               tool_choice={"type": "any", "disable_parallel_tool_use": True})
+                                               tool_choice={"type": "auto", "disable_parallel_tool_use": True})
     assert len(message.content) == 1
     params = fake_provider.requests()[-1]["params"]
     if PROTOCOL[tier] == "openai":
-        assert (params["tool_choice"], params["parallel_tool_calls"]) == ("required", False)
+        assert (params["tool_choice"], params["parallel_tool_calls"]) == ("auto", False)
     else:
-        assert params["tool_choice"] == {"type": "any", "disable_parallel_tool_use": True}
+        assert params["tool_choice"] == {"type": "auto", "disable_parallel_tool_use": True}
 
 
 @pytest.mark.parametrize("tier", ["auto", "max"])
 def test_tool_choice_maps_between_the_protocols(openai_client, anthropic_client, fake_provider, tier):
+    """A named tool_choice is Anthropic's {type: tool}; Kimi takes no forced choice, so on Auto the request skips
+    it for Claude Haiku. "none" reaches both providers in their own form."""
     named_openai = {"type": "function", "function": {"name": "get_time"}}
-    choice = _openai_call(openai_client, False, model=tier, messages=[{"role": "user", "content": "Time?"}],
-                          tools=OPENAI_TOOLS, tool_choice=named_openai)
+    raw = openai_client.chat.completions.with_raw_response.create(
+        model=tier, messages=[{"role": "user", "content": "Time?"}], tools=OPENAI_TOOLS, tool_choice=named_openai)
+    choice = raw.parse().choices[0]
     assert choice.message.tool_calls[0].function.name == "get_time"
     assert choice.message.tool_calls[0].function.arguments == "{}"
-    sent = fake_provider.requests()[-1]["params"]["tool_choice"]
-    assert sent == (named_openai if PROTOCOL[tier] == "openai" else {"type": "tool", "name": "get_time"})
+    assert raw.headers["x-kiwiclaw-model"] == {"auto": "claude-haiku-4-5", "max": "claude-opus-4-6"}[tier]
+    assert fake_provider.requests()[-1]["params"]["tool_choice"] == {"type": "tool", "name": "get_time"}
     message = anthropic_client.messages.create(model=tier, max_tokens=50, tools=ANTHROPIC_TOOLS,
                                                messages=[{"role": "user", "content": "Time?"}],
                                                tool_choice={"type": "none"})

@@ -123,3 +123,18 @@ def test_a_tool_call_stream_is_routed_then_started_then_accumulated(routing_env,
             ("get_weather", '{"city":"Nelson"}'), ("get_weather", '{"city":"Napier"}')]
     assert all(isinstance(c, ToolCall) and c.id for c in streamed.tool_calls)
     assert streamed.usage.output_tokens == whole.usage.output_tokens > 0
+
+
+def test_a_forced_tool_choice_skips_kimi_and_is_refused_in_words_when_nothing_is_left(routing_env, pro_tenant):
+    from routing.types import ToolChoice
+
+    tools = (ToolSpec("get_weather", {"type": "object"}),)
+    request = ChatRequest(messages=[ChatMessage("user", "Weather?")], stream=False, tools=tools,
+                          tool_choice=ToolChoice("required"))
+    result = complete(tenant=pro_tenant, tier="auto", request=request)
+    assert result.endpoint == "claude-haiku-4-5" and "skipped kimi-k2.5: takes no forced tool_choice" in result.reason
+    assert routing_env.requests()[0]["params"]["tool_choice"] == {"type": "any"}
+    ModelEndpoint.objects.filter(slug="claude-haiku-4-5").update(enabled=False)
+    catalog_invalidate()
+    with pytest.raises(RequestInvalid, match="forced tool_choice"):
+        complete(tenant=pro_tenant, tier="auto", request=request)
