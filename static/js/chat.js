@@ -80,6 +80,49 @@
     }, function () { button.textContent = "Copy failed"; });
   });
 
+  // --- the conversation list as a drawer on phones ---
+
+  function setDrawer(open) {
+    var chat = document.querySelector(".chat");
+    if (!chat) return;
+    chat.classList.toggle("drawer-open", open);
+    var backdrop = chat.querySelector(".drawer-backdrop");
+    if (backdrop) backdrop.hidden = !open;
+    document.querySelectorAll(".drawer-toggle").forEach(function (b) { b.setAttribute("aria-expanded", String(open)); });
+    if (open) {
+      var first = document.querySelector("#chat-sidebar a, #chat-sidebar input");
+      if (first) first.focus();
+    }
+  }
+
+  document.addEventListener("click", function (event) {
+    if (!event.target.closest) return;
+    if (event.target.closest(".drawer-toggle")) {
+      setDrawer(!document.querySelector(".chat.drawer-open"));
+    } else if (event.target.closest("[data-drawer-close]")) {
+      setDrawer(false);
+    }
+  });
+
+  document.addEventListener("keydown", function (event) {
+    if (event.key === "Escape" && document.querySelector(".chat.drawer-open")) {
+      setDrawer(false);
+      var toggle = document.querySelector(".drawer-toggle");
+      if (toggle) toggle.focus();
+    }
+  });
+
+  // --- the message box grows with its text (up to its CSS max-height), from one line ---
+
+  function autosize(box) {
+    box.style.height = "auto";
+    box.style.height = box.scrollHeight + 2 + "px";
+  }
+
+  document.addEventListener("input", function (event) {
+    if (event.target.matches && event.target.matches("#composer textarea")) autosize(event.target);
+  });
+
   // Enter sends, Shift+Enter inserts a newline; an IME composition is never interrupted.
   document.addEventListener("keydown", function (event) {
     var target = event.target;
@@ -99,6 +142,8 @@
     var form = event.detail.elt;
     if (form && form.id === "composer" && event.detail.successful && event.detail.xhr.status === 200) {
       form.reset();
+      var box = form.querySelector("textarea");
+      if (box) box.style.height = "";
       var error = document.getElementById("composer-error");
       if (error) error.textContent = "";
       var empty = document.getElementById("chat-empty");

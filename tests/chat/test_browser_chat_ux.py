@@ -11,7 +11,7 @@ import pytest
 from conversations import services
 from conversations.models import Conversation, Message
 
-from .conftest import integration, wait_for
+from .conftest import ARTIFACTS, integration, wait_for
 from .test_browser import KIMI
 
 pytestmark = [integration, pytest.mark.browser, pytest.mark.slow]
@@ -163,3 +163,60 @@ def test_code_is_highlighted_with_a_label_and_copy_buttons(open_page, fake_provi
     page.locator("article.msg-user [data-testid=copy-message]").click()
     wait_for(lambda: page.evaluate("() => navigator.clipboard.readText()") == "Show me some code, a table and a list",
              what="the question copied")
+
+
+# --- 2. mobile first ---
+
+
+def _box(page, selector):
+    return page.locator(selector).first.bounding_box()
+
+
+def test_at_375px_the_list_is_a_drawer_and_the_chat_comes_first(open_page, fake_provider, alice, acme):
+    fake_provider.scenario(KIMI, {"text": "Short answer.", "delay_ms": 5})
+    other = services.conversation_create(tenant=acme, owner=alice, title="An older chat")
+    conversation = services.conversation_create(tenant=acme, owner=alice, title="Kiwi facts " * 8)
+    page = open_page(alice, viewport=PHONE)
+    _open(page, conversation)
+    _send(page, "What is a kiwi?")
+    _wait_done(page, 1)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    # The drawer is closed: the list is off screen, the messages come first, right under one header row.
+    assert not page.locator("#chat-sidebar").is_visible()
+    header = _box(page, ".chat-header-row")
+    assert header["height"] <= 48, header
+    assert _box(page, "article.msg-user")["y"] < 260
+    # The message box is a line or two, not a third of the screen; it grows with its text, within bounds.
+    assert _box(page, "#composer")["height"] < PHONE["height"] / 5
+    page.fill("#composer textarea", "line\n" * 30)
+    page.dispatch_event("#composer textarea", "input")
+    assert _box(page, "#composer textarea")["height"] <= PHONE["height"] * 0.2 + 2
+    page.fill("#composer textarea", "")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+
+    page.click("[data-testid=drawer-toggle]")
+    page.wait_for_selector("#chat-sidebar a:has-text('An older chat')", state="visible")
+    assert page.get_attribute("[data-testid=drawer-toggle]", "aria-expanded") == "true"
+    box = wait_for(lambda: (b := _box(page, "#chat-sidebar")) and b["x"] >= 0 and b, what="the drawer slid in")
+    assert box["width"] <= PHONE["width"]
+    page.screenshot(path=str(ARTIFACTS / "chat-drawer-open-375.png"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#chat-sidebar", state="hidden")
+    page.click("[data-testid=drawer-toggle]")
+    page.click(f"#chat-sidebar a[href='{other.get_absolute_url()}']")
+    page.wait_for_url(f"**{other.get_absolute_url()}")
+    assert not page.locator("#chat-sidebar").is_visible()
+
+
+def test_at_1280px_the_list_stays_beside_the_chat(open_page, alice, acme):
+    conversation = services.conversation_create(tenant=acme, owner=alice, title="Desktop")
+    page = open_page(alice, viewport=DESKTOP)
+    _open(page, conversation)
+    assert page.locator("#chat-sidebar").is_visible()
+    assert page.locator("[data-testid=drawer-toggle]").is_hidden()
+    assert _box(page, ".chat-header-row")["height"] <= 48
+    page.click("[data-testid=conv-menu]")
+    page.fill("#conv-rename-title", "Renamed from the menu")
+    page.click(".conv-rename button")
+    page.wait_for_selector("#conv-title h1:has-text('Renamed from the menu')")
+    assert page.locator(f"#chat-list-title-{conversation.pk}").inner_text() == "Renamed from the menu"

@@ -30,8 +30,8 @@ def test_alice_sees_the_routing_decision_and_rates_the_answer(open_page, fake_pr
 
     page = open_page(alice)
     page.click("[data-testid=new-chat]")
+    _send(page, text)  # the new chat is created with its first message, then opened
     page.wait_for_url(re.compile(r".*/chat/\d+/$"))
-    _send(page, text)
     _wait_done(page, 1)
     answer = _last_answer(page)
     assert answer.locator("[data-testid=route-decision]").inner_text() == expected
