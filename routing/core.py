@@ -91,7 +91,8 @@ def request_needs(request: ChatRequest) -> Needs | None:
     choice = request.tool_choice
     return Needs(vision=images, image_urls=image_urls,
                  tools_with_format=bool(request.tools) and request.response_format is not None,
-                 forced_tool=bool(request.tools) and choice is not None and choice.mode in ("required", "tool"))
+                 forced_tool=bool(request.tools) and choice is not None and choice.mode in ("required", "tool"),
+                 json_schema=request.response_format is not None and request.response_format.kind == "json_schema")
 
 
 async def _plan_of(tenant):

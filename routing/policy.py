@@ -35,6 +35,7 @@ class Needs:
     image_urls: bool = False  # some image is a URL: only providers that fetch URLs (the proxy never does)
     tools_with_format: bool = False  # tools and a response format: not where the format is a forced tool
     forced_tool: bool = False  # tool_choice required or a named tool: not where that is refused
+    json_schema: bool = False  # response_format json_schema: not where only JSON mode is offered
 
 
 def _unable(endpoint: EndpointInfo, needs: Needs) -> str | None:
@@ -47,6 +48,8 @@ def _unable(endpoint: EndpointInfo, needs: Needs) -> str | None:
         return "structured output there is a forced tool, which would replace the request's tools"
     if needs.forced_tool and not adapter_for(endpoint.kind).accepts_forced_tool_choice(endpoint.upstream_model):
         return "takes no forced tool_choice"
+    if needs.json_schema and not adapter_for(endpoint.kind).accepts_json_schema(endpoint.upstream_model):
+        return "takes no json_schema response format"
     return None
 
 
@@ -58,6 +61,8 @@ def _unable_message(needs: Needs, tier: str) -> str:
         return f"No {tier} model can read images."
     if needs.forced_tool:
         return f"No {tier} model takes a forced tool_choice (required or a named tool): use auto."
+    if needs.json_schema and not needs.tools_with_format:
+        return f"No {tier} model takes a json_schema response format: use json_object."
     return f"No {tier} model takes tools together with a response format."
 
 

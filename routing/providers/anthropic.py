@@ -104,6 +104,10 @@ def accepts_forced_tool_choice(model: str) -> bool:
     return True  # tool_choice any / tool
 
 
+def accepts_json_schema(model: str) -> bool:
+    return True  # emulated exactly: the forced tool's input_schema is the schema
+
+
 def _block(block) -> dict:
     kind = type(block)
     if kind is TextBlock:

@@ -19,7 +19,8 @@ first fragment and `function.arguments` fragments; finish_reason `tool_calls` is
 `response_format` (json_object / json_schema) is forwarded as it is. `cache_control` is not sent: these providers
 cache prompt prefixes automatically. Images go as `image_url` parts (a data URL for base64 data); Moonshot's Kimi
 takes base64 data only (ACCEPTS_NO_IMAGE_URLS), so a URL image skips its endpoints, and no forced tool_choice
-(NO_FORCED_TOOL_CHOICE), so a request forcing a tool call skips them too.
+(NO_FORCED_TOOL_CHOICE), so a request forcing a tool call skips them too, and JSON mode but no json_schema
+(NO_JSON_SCHEMA), so a json_schema request skips them as well.
 
 Usage: `prompt_tokens` includes cached tokens, so input_tokens = prompt_tokens - cached, where cached is
 `prompt_tokens_details.cached_tokens` (OpenAI) or `cached_tokens` (Moonshot). There is no cache-write count.
@@ -79,6 +80,9 @@ ACCEPTS_NO_IMAGE_URLS = ("kimi", "moonshot")
 # is Kimi K2.5's default ("tool_choice ... is incompatible with thinking enabled", as integrators of Moonshot's API
 # report): such a request skips them for a model that honours it.
 NO_FORCED_TOOL_CHOICE = ("kimi", "moonshot")
+# ... and that document JSON mode (response_format json_object) but not json_schema
+# (https://platform.moonshot.ai/docs/guide/use-json-mode-feature-of-kimi-api): a json_schema request skips them.
+NO_JSON_SCHEMA = ("kimi", "moonshot")
 
 ERROR_TYPES = {
     "engine_overloaded_error": KIND_OVERLOADED,
@@ -117,6 +121,10 @@ def accepts_image_urls(model: str) -> bool:
 
 def accepts_forced_tool_choice(model: str) -> bool:
     return not model.startswith(NO_FORCED_TOOL_CHOICE)
+
+
+def accepts_json_schema(model: str) -> bool:
+    return not model.startswith(NO_JSON_SCHEMA)
 
 
 def _text(blocks) -> str:

@@ -29,12 +29,20 @@ def _answer(client, stream: bool, **kwargs):
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
-def test_json_schema_is_forwarded_to_an_openai_compatible_provider(openai_client, fake_provider, stream):
-    choice = _answer(openai_client, stream, model="auto", messages=ASK, response_format=FORMAT)
-    jsonschema.validate(json.loads(choice.message.content), SCHEMA)
-    assert choice.finish_reason == "stop"
+def test_json_mode_is_forwarded_to_kimi(openai_client, fake_provider, stream):
+    choice = _answer(openai_client, stream, model="auto", messages=ASK, response_format={"type": "json_object"})
+    assert isinstance(json.loads(choice.message.content), dict) and choice.finish_reason == "stop"
     [sent] = fake_provider.requests()
-    assert sent["model"] == "kimi-k2.5" and sent["params"]["response_format"] == FORMAT
+    assert sent["model"] == "kimi-k2.5" and sent["params"]["response_format"] == {"type": "json_object"}
+
+
+def test_json_schema_on_auto_skips_kimi_for_an_exact_answer(openai_client, fake_provider):
+    """Kimi documents JSON mode but no json_schema: the Auto request goes to Claude Haiku, where it is exact."""
+    raw = openai_client.chat.completions.with_raw_response.create(model="auto", messages=ASK,
+                                                                  response_format=FORMAT)
+    assert raw.headers["x-kiwiclaw-model"] == "claude-haiku-4-5"
+    jsonschema.validate(json.loads(raw.parse().choices[0].message.content), SCHEMA)
+    assert fake_provider.models_called() == ["claude-haiku-4-5"]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -81,10 +89,8 @@ def test_anthropic_structured_outputs_through_the_sdks_parse_helper(anthropic_cl
     message = anthropic_client.messages.parse(model=model, max_tokens=100, messages=ASK, output_format=Capital)
     assert isinstance(message.parsed_output, Capital)
     [sent] = fake_provider.requests()
-    if model == "auto":
-        assert sent["params"]["response_format"]["type"] == "json_schema"
-    else:
-        assert sent["params"]["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
+    assert sent["model"] == {"max": "claude-opus-4-6", "auto": "claude-haiku-4-5"}[model]
+    assert sent["params"]["tool_choice"] == {"type": "tool", "name": JSON_TOOL}
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -103,6 +109,6 @@ def test_a_non_json_answer_to_a_json_request_is_not_passed_off_as_one(openai_cli
 def test_an_answer_off_the_schema_is_not_passed_off_either(openai_client, fake_provider):
     import openai
 
-    fake_provider.scenario("kimi-k2.5", text='{"city": "Wellington"}')
+    fake_provider.scenario("claude-opus-4-6", tool_calls=[{"name": JSON_TOOL, "arguments": {"city": "Wellington"}}])
     with pytest.raises(openai.APIError, match="does not match the requested schema"):
-        _answer(openai_client, False, model="auto", messages=ASK, response_format=FORMAT)
+        _answer(openai_client, False, model="max", messages=ASK, response_format=FORMAT)

@@ -138,3 +138,22 @@ def test_a_forced_tool_choice_skips_kimi_and_is_refused_in_words_when_nothing_is
     catalog_invalidate()
     with pytest.raises(RequestInvalid, match="forced tool_choice"):
         complete(tenant=pro_tenant, tier="auto", request=request)
+
+
+def test_json_schema_goes_as_it_is_to_an_openai_compatible_model_that_takes_it(routing_env, enterprise_tenant):
+    """Kimi is skipped for json_schema (JSON mode only); another OpenAI-compatible model gets the format as sent."""
+    from routing.models import ProviderConfig
+
+    ModelEndpoint.objects.create(slug="gpt-test", upstream_model="gpt-4o-mini", context_window=128_000,
+                                 provider=ProviderConfig.objects.get(slug="moonshot"), price_input=1,
+                                 price_output=2, price_cache_write=1, price_cache_read=0)
+    catalog_invalidate()
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    request = ChatRequest(messages=[ChatMessage("user", "A number?")], stream=False,
+                          response_format=ResponseFormat("json_schema", schema=schema, name="number", strict=True))
+    result = complete(tenant=enterprise_tenant, tier="auto", request=request, model="gpt-test")
+    assert result.text == '{"n":1}'
+    assert routing_env.requests()[0]["params"]["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "number", "schema": schema, "strict": True}}
+    auto = complete(tenant=enterprise_tenant, tier="auto", request=request)
+    assert auto.endpoint == "claude-haiku-4-5" and "skipped kimi-k2.5: takes no json_schema" in auto.reason
