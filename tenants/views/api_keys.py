@@ -16,7 +16,9 @@ TEMPLATE = "tenants/api_keys.html"
 
 
 def _render(request, *, status=200, form=None, **extra):
-    context = {"keys": api_key_list(tenant=request.tenant), "form": form or ApiKeyForm(), **extra}
+    # The examples name this server's own /v1, as the browser reached it.
+    context = {"keys": api_key_list(tenant=request.tenant), "form": form or ApiKeyForm(),
+               "api_base": request.build_absolute_uri("/v1"), **extra}
     template = f"{TEMPLATE}#panel" if request.htmx else TEMPLATE
     return render(request, template, context, status=status)
 

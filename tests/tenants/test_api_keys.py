@@ -10,7 +10,7 @@ def test_create_shows_the_secret_once_and_stores_only_its_hash(alice, login):
     client = login(alice)
     response = client.post("/api-keys/new/", {"name": "billing-agent"})
     page = response.content.decode()
-    secret = page.split("data-new-secret")[1].split("<code>")[1].split("</code>")[0]
+    secret = page.split("data-new-secret")[1].split('<code id="new-secret">')[1].split("</code>")[0]
     assert secret.startswith("kc-")
     key = ApiKey.objects.get()
     assert key.key_hash == hash_secret(secret) and key.created_by == alice and key.name == "billing-agent"
