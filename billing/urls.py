@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import finance, invoice_actions, tenant
+from .views import finance, invoice_actions, tenant, trends
 
 urlpatterns = [
     path("usage/", tenant.usage, name="billing_usage"),
@@ -8,6 +8,7 @@ urlpatterns = [
     path("invoices/<int:invoice_id>/", tenant.invoice_detail, name="billing_invoice"),
     path("invoices/<int:invoice_id>/lines.csv", tenant.invoice_lines_csv, name="billing_invoice_csv"),
     path("finance/", finance.overview_all_tenants, name="finance_overview"),
+    path("finance/trends/", trends.trends_all_tenants, name="finance_trends"),
     path("finance/tenants.csv", finance.overview_csv_all_tenants, name="finance_overview_csv"),
     path("finance/tenants/<int:tenant_id>/", finance.tenant_detail_all_tenants, name="finance_tenant"),
     path("finance/tenants/<int:tenant_id>/usage.csv", finance.tenant_usage_csv_all_tenants,

@@ -52,7 +52,7 @@ ACCESS = {
     "staff_console": STAFF, "staff_tenant_plan": STAFF, "staff_tenant_status": STAFF, "staff_audit": STAFF,
     "staff_routing": STAFF, "conversations:staff_feedback": STAFF,
     "staff_plans": STAFF, "staff_plan_create": STAFF, "staff_plan_edit": STAFF,
-    "finance_overview": FINANCE, "finance_overview_csv": FINANCE, "finance_tenant": FINANCE,
+    "finance_overview": FINANCE, "finance_overview_csv": FINANCE, "finance_trends": FINANCE, "finance_tenant": FINANCE,
     "finance_tenant_csv": FINANCE, "finance_invoices": FINANCE, "finance_invoice": FINANCE,
     "finance_invoice_csv": FINANCE, "finance_invoice_finalize": FINANCE, "finance_invoice_void": FINANCE,
     "finance_credit_note_create": FINANCE,

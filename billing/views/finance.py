@@ -28,6 +28,18 @@ from .common import (
 from .tenant import _lines_csv
 
 FINANCE_PERM = "billing.view_finance"
+
+
+def overview_trend_context() -> dict:
+    from .trends import overview_trend_context as context
+
+    return context()
+
+
+def tenant_trend_context(tenant, request) -> dict:
+    from .trends import tenant_trend_context as context
+
+    return context(tenant, request)
 INVOICE_LIST_LIMIT = 500
 
 
@@ -154,6 +166,7 @@ def overview_all_tenants(request):
         # The month picker keeps the chosen sort when the month changes.
         "extra_params": [("sort", sort), ("dir", direction)],
         "extra_query": f"&sort={sort}&dir={direction}",
+        **overview_trend_context(),
     }
     return render(request, "finance/overview.html", context)
 
@@ -209,6 +222,7 @@ def tenant_detail_all_tenants(request, tenant_id):
         "chart": daily_chart(month=month, days=by_day, show_cost=True),
         "smart": smart_auto_context(selectors.smart_savings(tenant=tenant, month=month)),
         "invoices": selectors.invoice_list(tenant=tenant),
+        **tenant_trend_context(tenant, request),
     }
     return render(request, "finance/tenant_detail.html", context)
 
