@@ -39,7 +39,7 @@ from django.db.models import Sum
 from infra.redis import Script, redis_async, redis_sync
 from tenants.models import Plan, Tenant
 
-from . import budget_lua, money
+from . import budget_lua, money, spend_limits
 from .models import UsageRecord
 from .months import month_bounds, month_start, next_month
 from .spend_limits import SpendLimit, key_spend_limit, member_spend_limit  # noqa: F401 (the budget's API)
@@ -372,16 +372,17 @@ def budget_watch_reset(*, tenant_id: int, month: date | None = None) -> None:
 
 
 def budget_reconcile_all_tenants(*, month: date | None = None) -> int:
-    """Rewrite every cached spend counter of the month that disagrees with the ledger. Returns how many changed.
+    """Rewrite every cached spend counter of the month (workspaces, members, keys) that disagrees with the ledger.
+    Returns how many changed.
 
     Reads each counter before summing the ledger and writes only if the counter is unchanged since, so a row
     settled meanwhile is never lost (that counter is retried on the next run).
     """
     month = month or month_start()
+    changed = spend_limits.limit_counters_reconcile(month=month, ttl_seconds=SPEND_TTL_SECONDS)
     client = redis_sync()
-    keys = list(client.scan_iter(match=f"kc:budget:spend:*:{month:%Y%m}", count=1000))
-    if not keys:
-        return 0
+    if not (keys := list(client.scan_iter(match=f"kc:budget:spend:*:{month:%Y%m}", count=1000))):
+        return changed
     before = client.mget(keys)
     tenant_ids = [int(k.split(":")[3]) for k in keys]
     start, end = month_bounds(month)
@@ -389,7 +390,6 @@ def budget_reconcile_all_tenants(*, month: date | None = None) -> int:
         UsageRecord.objects.filter(tenant_id__in=tenant_ids, recorded_at__gte=start, recorded_at__lt=end)
         .values("tenant_id").annotate(s=Sum("billed")).values_list("tenant_id", "s")
     )
-    changed = 0
     for key, tenant_id, old in zip(keys, tenant_ids, before, strict=True):
         if old is None:
             continue

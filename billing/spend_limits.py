@@ -11,9 +11,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.db.models import Sum
+
+from infra.redis import Script, redis_sync
 from tenants.models import ApiKey, Membership
 
-from . import money
+from . import budget_lua, money
+from .models import UsageRecord
+from .months import month_bounds
 
 
 @dataclass(frozen=True)
@@ -73,3 +78,30 @@ def key_spend_limit(api_key: ApiKey) -> SpendLimit | None:
         return None
     return SpendLimit("key", api_key.tenant_id, api_key.pk, api_key.monthly_limit,
                       _version(api_key.limits_changed_at), api_key.name)
+
+
+_RECONCILE = Script(budget_lua.RECONCILE)
+
+
+def limit_counters_reconcile(*, month: date, ttl_seconds: int) -> int:
+    """Rewrite the month's member and key counters that disagree with the ledger (compare-and-set, like the
+    workspaces' counters in `budget_reconcile_all_tenants`, which calls this). Returns how many changed."""
+    client = redis_sync()
+    keys = list(client.scan_iter(match=f"kc:budget:lspend:*:{month:%Y%m}", count=1000))
+    if not keys:
+        return 0
+    before = client.mget(keys)
+    scopes = [(kind, int(tenant), int(subject)) for _, _, _, kind, tenant, subject, *_ in (k.split(":") for k in keys)]
+    start, end = month_bounds(month)
+    rows = UsageRecord.objects.filter(tenant_id__in={s[1] for s in scopes}, recorded_at__gte=start,
+                                      recorded_at__lt=end)
+    sums = {("member", t, u): s for t, u, s in rows.filter(user_id__isnull=False).values("tenant_id", "user_id")
+            .annotate(s=Sum("billed")).values_list("tenant_id", "user_id", "s")}
+    sums |= {("key", t, k): s for t, k, s in rows.filter(api_key_id__isnull=False).values("tenant_id", "api_key_id")
+             .annotate(s=Sum("billed")).values_list("tenant_id", "api_key_id", "s")}
+    changed = 0
+    for key, scope, old in zip(keys, scopes, before, strict=True):
+        truth = money.to_units(sums.get(scope) or money.ZERO)
+        if old is not None and int(old) != truth:
+            changed += _RECONCILE.run([key], [old, truth, ttl_seconds])
+    return changed

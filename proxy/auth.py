@@ -14,7 +14,8 @@ measured by bench/proxy_latency.py). The cache is trusted only while the listene
 first subscription, while Redis is unreachable (an invalidation may be missed) and until it has subscribed
 again (every entry is then dropped), lookups go to Postgres. `PROXY_KEY_CACHE_TTL` (default 10 s) still
 bounds an entry's life as a backstop. A revoked key is also flagged in Redis (`kc:rl:revoked:<key id>`),
-which the rate-limit script checks on every completion request (ratelimit.py).
+which the rate-limit script checks on every completion request (ratelimit.py). A key's expiry (`expires_at`)
+is checked on every lookup, cached or not, so an expired key is refused the moment it expires.
 """
 
 import logging

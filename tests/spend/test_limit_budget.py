@@ -141,3 +141,18 @@ def test_fifty_concurrent_requests_near_a_keys_limit_never_pass_it(spend_redis):
     assert spend == Decimal("1.91") <= Decimal("2.00")
     assert budget.limit_month_spend(limit) == spend  # every settle landed in the key's counter
     assert spend_redis.hlen(f"kc:budget:lres:key:{tenant.pk}:{key.pk}") == 0
+
+
+def test_the_reconcile_task_repairs_member_and_key_counters(acme, carol, carol_api_key, carol_membership,
+                                                            spend_redis):
+    key = set_key_limits(carol_api_key[0], limit="5.00")
+    member = member_spend_limit(Membership.objects.select_related("user").get(
+        pk=set_member_limits(carol_membership, limit="5.00").pk))
+    record_usage(acme, source="api", api_key_id=key.pk, user_id=carol.pk, input_tokens=1_000_000, output_tokens=0)
+    limits = [key_spend_limit(key), member]
+    assert [budget.limit_month_spend(limit) for limit in limits] == [Decimal("0.78")] * 2
+    for limit in limits:  # e.g. a settle lost to a crash
+        spend_redis.set(limit.keys(month_start())[0], 0)
+    assert budget.budget_reconcile_all_tenants() == 2
+    assert [budget.limit_month_spend(limit) for limit in limits] == [Decimal("0.78")] * 2
+    assert budget.budget_reconcile_all_tenants() == 0
