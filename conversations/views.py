@@ -16,6 +16,7 @@ from tenants.models import TIER_MAX
 
 from . import feedback, selectors, services
 from .models import Conversation, Message
+from .sidebar import page_of as sidebar_page_of
 
 TEMPLATE = "conversations/chat.html"
 STAFF_FEEDBACK_TEMPLATE = "conversations/staff_feedback.html"
@@ -46,10 +47,13 @@ def _message(request, conversation_id, message_id) -> Message:
 def _page_context(request, conversation: Conversation | None) -> dict:
     tenant = _tenant(request)
     search = request.GET.get("q", "")
+    try:
+        page = int(request.GET.get("page", 1))
+    except ValueError:
+        page = 1
     context = {
-        "conversations": selectors.conversation_list(tenant=tenant, user=request.user, search=search)[
-            : selectors.SIDEBAR_LIMIT
-        ],
+        "sidebar": sidebar_page_of(selectors.conversation_list(tenant=tenant, user=request.user, search=search),
+                                   page),
         "search": search,
         "conversation": conversation,
         "max_allowed": tenant.plan.allows_tier(TIER_MAX),
@@ -82,8 +86,9 @@ def chat_home(request):
 @login_required
 @require_GET
 def sidebar(request):
-    """The sidebar's conversation list, for the search box."""
-    return render(request, f"{TEMPLATE}#sidebar-list", _page_context(request, None))
+    """The sidebar's conversation list, for the search box; with `page`, the entries "Show more" adds."""
+    fragment = "sidebar-more" if request.GET.get("page") else "sidebar-list"
+    return render(request, f"{TEMPLATE}#{fragment}", _page_context(request, None))
 
 
 @login_required
@@ -112,12 +117,15 @@ def conversation_detail(request, conversation_id):
 @require_POST
 def conversation_rename(request, conversation_id):
     conversation = _conversation(request, conversation_id)
+    from_list = request.POST.get("from") == "list"
     try:
         services.conversation_rename(conversation=conversation, title=request.POST.get("title", ""))
     except services.ChatRefused as exc:
-        return _refusal(request, exc, "#header-error")
+        return _refusal(request, exc, f"#chat-list-error-{conversation.pk}" if from_list else "#header-error")
     if request.htmx:
-        return render(request, f"{TEMPLATE}#title", {"conversation": conversation})
+        # From the list: the list's entry, and the header's title out of band when it is the open conversation.
+        oob = from_list and request.POST.get("current") == "1"
+        return render(request, f"{TEMPLATE}#title", {"conversation": conversation, "oob": oob})
     return redirect(conversation)
 
 
@@ -126,6 +134,8 @@ def conversation_rename(request, conversation_id):
 def conversation_delete(request, conversation_id):
     conversation = _conversation(request, conversation_id)
     services.conversation_delete(conversation=conversation)
+    if request.htmx and request.POST.get("from") == "list" and request.POST.get("current") != "1":
+        return HttpResponse("")  # another conversation than the open one: its entry leaves the list
     if request.htmx:
         return HttpResponseClientRedirect("/chat/")
     return redirect("conversations:home")

@@ -220,3 +220,47 @@ def test_at_1280px_the_list_stays_beside_the_chat(open_page, alice, acme):
     page.click(".conv-rename button")
     page.wait_for_selector("#conv-title h1:has-text('Renamed from the menu')")
     assert page.locator(f"#chat-list-title-{conversation.pk}").inner_text() == "Renamed from the menu"
+
+
+# --- 6. the conversation list ---
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_the_list_is_grouped_pages_and_renames_and_deletes(open_page, alice, acme, viewport):
+    import datetime
+
+    from django.utils import timezone
+
+    old = [Conversation(tenant=acme, owner=alice, title=f"old chat {i:03}") for i in range(103)]
+    Conversation.objects.bulk_create(old)
+    Conversation.objects.update(updated_at=timezone.now() - datetime.timedelta(days=30))
+    keep = services.conversation_create(tenant=acme, owner=alice, title="Today's chat")
+    doomed = services.conversation_create(tenant=acme, owner=alice, title="Delete me")
+    page = open_page(alice, viewport=viewport)
+    page.on("dialog", lambda dialog: dialog.accept())
+    _open(page, keep)
+    if viewport is PHONE:
+        page.click("[data-testid=drawer-toggle]")
+    headings = page.locator(".chat-list-group h2").all_inner_texts()
+    assert [h.lower() for h in headings] == ["today", "older"]
+    assert page.locator(".chat-list-item").count() == 100
+    page.locator("[data-testid=list-more]").scroll_into_view_if_needed()
+    page.click("[data-testid=list-more]")
+    page.wait_for_function("() => document.querySelectorAll('.chat-list-item').length === 105")
+    assert page.locator(".chat-list-group h2").count() == 2  # the next page continues "Older"
+
+    item = page.locator(f"#chat-list-item-{keep.pk}")
+    item.locator("[data-testid=list-menu]").click()
+    item.locator("input[name=title]").fill("Renamed in the list")
+    item.locator("[data-testid=list-rename]").click()
+    page.wait_for_selector(f"#chat-list-title-{keep.pk}:has-text('Renamed in the list')")
+    page.wait_for_selector("#conv-title h1:has-text('Renamed in the list')")  # the open conversation's header too
+    item.locator("[data-testid=list-menu]").click()  # close its menu
+
+    doomed_item = page.locator(f"#chat-list-item-{doomed.pk}")
+    doomed_item.locator("[data-testid=list-menu]").click()
+    doomed_item.locator("[data-testid=list-delete]").click()
+    doomed_item.wait_for(state="detached")
+    assert not Conversation.objects.filter(pk=doomed.pk).exists()
+    assert Conversation.objects.get(pk=keep.pk).title == "Renamed in the list"
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]

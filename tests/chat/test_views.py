@@ -349,7 +349,7 @@ def test_sidebar_queries_are_bounded(as_alice, alice, acme, django_assert_max_nu
     as_alice.get(reverse("conversations:sidebar"))
     with django_assert_max_num_queries(8):
         html = as_alice.get(reverse("conversations:sidebar")).content.decode()
-    assert html.count("<li>") == n
+    assert html.count('class="chat-list-item"') == n
 
 
 def test_a_send_while_redis_is_down_is_refused_clearly_and_saves_nothing(alice, alice_chat, acme, settings):
