@@ -99,6 +99,23 @@ def usage_by_day_and_model(*, tenant: Tenant, month: date | None = None) -> Quer
             .order_by("day", "endpoint_slug", "provider"))
 
 
+def usage_export_rows(*, tenant: Tenant, month: date | None = None, end_user: str | None = None) -> list[dict]:
+    """The tenant's month grouped by UTC day, model, member, API key and end-user id, for its CSV export: each
+    row with the member's and the key's labels (deleted ones by id), its token sums and billed amount."""
+    rows = list(usage_list(tenant=tenant, month=month, end_user=end_user).annotate(day=TruncDay("recorded_at"))
+                .values("day", "endpoint_slug", "provider", "user_id", "api_key_id", "end_user")
+                .annotate(**_usage_totals())
+                .order_by("day", "endpoint_slug", "provider", "user_id", "api_key_id", "end_user"))
+    users = User.objects.in_bulk({r["user_id"] for r in rows if r["user_id"] is not None})
+    keys = ApiKey.objects.filter(tenant=tenant).in_bulk({r["api_key_id"] for r in rows if r["api_key_id"]})
+    for row in rows:
+        user, key = users.get(row["user_id"]), keys.get(row["api_key_id"])
+        row["member"] = user.email if user else (f"deleted user #{row['user_id']}" if row["user_id"] else "")
+        row["api_key"] = (f"{key.name} ({key.prefix}…)" if key
+                          else (f"deleted key #{row['api_key_id']}" if row["api_key_id"] else ""))
+    return rows
+
+
 def usage_by_member(*, tenant: Tenant, month: date | None = None, end_user: str | None = None) -> list[dict]:
     """Per acting user; users since deleted still appear, by id (the ledger keeps no foreign key)."""
     rows = list(usage_list(tenant=tenant, month=month, end_user=end_user).values("user_id").annotate(**_usage_totals())

@@ -4,6 +4,7 @@ from .views import finance, invoice_actions, tenant, trends
 
 urlpatterns = [
     path("usage/", tenant.usage, name="billing_usage"),
+    path("usage/usage.csv", tenant.usage_csv, name="billing_usage_csv"),
     path("invoices/", tenant.invoice_list, name="billing_invoices"),
     path("invoices/<int:invoice_id>/", tenant.invoice_detail, name="billing_invoice"),
     path("invoices/<int:invoice_id>/lines.csv", tenant.invoice_lines_csv, name="billing_invoice_csv"),

@@ -45,7 +45,7 @@ ACCESS = {
     "conversations:edit": PAGE, "conversations:version": PAGE,
     "team": TENANT_ADMIN, "team_invite_create": TENANT_ADMIN, "team_invite_revoke": TENANT_ADMIN,
     "team_member_role": TENANT_ADMIN, "team_member_remove": TENANT_ADMIN, "team_audit": TENANT_ADMIN,
-    "team_audit_detail": TENANT_ADMIN, "workspace_settings": TENANT_ADMIN,
+    "team_audit_detail": TENANT_ADMIN, "workspace_settings": TENANT_ADMIN, "billing_usage_csv": TENANT_ADMIN,
     "api_key_limits": TENANT_ADMIN, "team_member_limits": TENANT_ADMIN,
     "alerts": TENANT_ADMIN, "alerts_secret_rotate": TENANT_ADMIN, "alerts_delivery": TENANT_ADMIN,
     "alerts_delivery_replay": TENANT_ADMIN,

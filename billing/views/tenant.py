@@ -54,6 +54,25 @@ def usage(request):
     return render(request, "billing/usage.html", context)
 
 
+USAGE_CSV_HEADER = ["day", "endpoint", "provider", "member", "api_key", "end_user", "requests",
+                    "estimated_requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                    "billed"]
+
+
+@tenant_admin_required
+def usage_csv(request):
+    """The workspace's month per day, model, member, API key and end-user id, for its admins. Billed amounts only
+    (never provider cost); names, key names and end-user ids that start like a formula are defused."""
+    month = month_from_request(request)
+    end_user, _ = end_user_from_request(request)
+    rows = ([f"{r['day']:%Y-%m-%d}", r["endpoint_slug"], r["provider"], r["member"], r["api_key"], r["end_user"],
+             r["requests"], r["estimated"], r["input_tokens"], r["output_tokens"], r["cache_read_tokens"],
+             r["cache_write_tokens"], r["billed"]]
+            for r in selectors.usage_export_rows(tenant=request.tenant, month=month, end_user=end_user))
+    return csv_response(filename=f"usage-{request.tenant.slug}-{month:%Y-%m}.csv", header=USAGE_CSV_HEADER,
+                        rows=rows)
+
+
 @tenant_admin_required
 def invoice_list(request):
     # The current month's draft is live: rolled up now when the periodic rollup has not caught up.
