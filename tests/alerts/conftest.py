@@ -57,9 +57,9 @@ class Receiver:
 
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    yield server
-    server.close()
+    endpoint = Receiver()
+    yield endpoint
+    endpoint.close()
 
 
 @pytest.fixture
@@ -86,3 +86,7 @@ def spend_to(tenant, billed: Decimal, **kwargs):
 
     factor = 1 + tenant.plan.markup_percent / 100
     return record_usage(tenant, input_tokens=0, output_tokens=0, cost=billed / factor, **kwargs)
+
+
+# The live proxy (a uvicorn process on the test database), for alerts raised by /v1 usage.
+from tests.proxy.conftest import live_db, proxy_server, server  # noqa: E402, F401
