@@ -49,6 +49,9 @@ KNOWN: dict[tuple[str, str], str] = {
     ("finance-invoices", "link-in-text-block"):
         "the breadcrumb link of templates/finance/invoice_list.html differs from its text by colour only "
         "(billing/static/billing/billing.css: .crumbs a { text-decoration: none })",
+    ("chat", "list"):
+        "templates/conversations/chat.html: the conversation list's date headings are <li role=\"presentation\"> "
+        "inside its <ul> (#sidebar-list > ul), so the list holds items that are not list items",
 }
 
 

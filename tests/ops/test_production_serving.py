@@ -1,7 +1,7 @@
 """The production web server as shipped (issue #13, finding 10): the Dockerfile's command, DEBUG off, serving
 collectstatic's output. A real headless Chromium loads pages from it and finds the stylesheet and htmx under
 hashed names with a year's cache, and no Content-Security-Policy violation. Fails, never skips, without
-Chromium."""
+Chromium (tests/browser.py)."""
 
 import json
 import os
@@ -14,16 +14,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from django.conf import settings as django_settings
-from django.test import Client
 
 from tests.harness import http_ready, listening_port, start_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 BASE_DIR = Path(django_settings.BASE_DIR)
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 YEAR = 365 * 24 * 3600
 HASHED = r"\.[0-9a-f]{12}\."  # ManifestStaticFilesStorage's name.<12 hex>.ext
 
@@ -78,63 +74,23 @@ def production_server(production_env):
         yield server.url
 
 
-@pytest.fixture
-def browser():
-    assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: this test needs it (make browser)"
-    from playwright.sync_api import sync_playwright
-
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made meanwhile are plain sync.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            yield browser
-            browser.close()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-
-
-# Recorded in the page before any of its own scripts run: every CSP violation the browser reports.
-RECORD_VIOLATIONS = """
-window.__violations = [];
-document.addEventListener("securitypolicyviolation", (e) => {
-  window.__violations.push(e.violatedDirective + " " + (e.blockedURI || "inline") + " " + e.sourceFile + ":" + e.lineNumber);
-});
-"""
-
-
-def _is_favicon(url: str) -> bool:
-    return urlsplit(url).path == "/favicon.ico"
-
-
-def open_page(browser, url, errors, static_responses, cookies=()):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    if cookies:
-        context.add_cookies(list(cookies))
-    page = context.new_page()
-    page.set_default_timeout(20_000)
-    page.add_init_script(RECORD_VIOLATIONS)
-    # The browser asks for /favicon.ico on its own where a page names no icon (Django's admin): not a page error.
-    page.on("console", lambda msg: msg.type == "error" and not _is_favicon((msg.location or {}).get("url", ""))
-            and errors.append(f"console: {msg.text} ({msg.location})"))
-    page.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+def _open(browser_pages, server, path, errors, static_responses, user=None):
+    """A page from the production server (tests/browser.py: console errors and CSP violations fail the test at
+    teardown); here also every error response and every static file is recorded."""
+    page = browser_pages.open(user, base_url=server)
     page.on("response", lambda r: "/static/" in r.url and static_responses.append(r))
-    page.on("response", lambda r: r.status >= 400 and not _is_favicon(r.url)
-            and errors.append(f"{r.status} for {r.url}"))
-    response = page.goto(url)
-    assert response.status == 200, (url, response.status)
+    page.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} for {r.url}"))
+    response = page.goto(path)
+    assert response.status == 200, (path, response.status)
     return page, response
 
 
 def test_the_production_command_serves_pages_with_their_css_and_htmx_and_no_csp_violation(
-        production_server, browser, alice):
-    client = Client()
-    client.force_login(alice)
-    session = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+        production_server, browser_pages, alice):
     errors, static_responses = [], []
 
     # An anonymous page: the layout, its stylesheet and htmx.
-    page, response = open_page(browser, f"{production_server}/login/", errors, static_responses)
+    page, response = _open(browser_pages, production_server, "/login/", errors, static_responses)
     assert "script-src 'self'" in response.headers["content-security-policy"]
     stylesheet = page.eval_on_selector("link[rel=stylesheet]", "link => link.getAttribute('href')")
     assert re.fullmatch(rf"/static/css/app{HASHED}css", stylesheet), stylesheet
@@ -148,22 +104,21 @@ def test_the_production_command_serves_pages_with_their_css_and_htmx_and_no_csp_
     assert page.evaluate("[htmx.config.includeIndicatorStyles, htmx.config.allowEval]") == [False, False]
 
     # A signed-in page with the chat's own stylesheet, scripts and the SSE extension.
-    cookie = {"name": django_settings.SESSION_COOKIE_NAME, "value": session, "url": production_server}
-    chat, _ = open_page(browser, f"{production_server}/chat/", errors, static_responses, cookies=[cookie])
+    chat, _ = _open(browser_pages, production_server, "/chat/", errors, static_responses, user=alice)
     assert urlsplit(chat.url).path == "/chat/", chat.url
     assert chat.locator("link[href*='/static/css/chat.']").count() == 1
     chat.wait_for_function("() => window.htmx !== undefined")
-    usage, _ = open_page(browser, f"{production_server}/usage/", errors, static_responses, cookies=[cookie])
+    usage, _ = _open(browser_pages, production_server, "/usage/", errors, static_responses, user=alice)
 
     # The API's documentation (Swagger UI, drf-spectacular's sidecar files) renders under the same policy.
-    docs, _ = open_page(browser, f"{production_server}/api/docs/", errors, static_responses)
+    docs, _ = _open(browser_pages, production_server, "/api/docs/", errors, static_responses)
     docs.wait_for_selector(".swagger-ui .information-container", state="attached")
-    admin, _ = open_page(browser, f"{production_server}/admin/login/", errors, static_responses)
+    # Django's admin names the site's icon, so the browser asks for no /favicon.ico (which would be a 404).
+    admin, _ = _open(browser_pages, production_server, "/admin/login/", errors, static_responses)
 
     for each in (page, chat, usage, docs, admin):
         each.wait_for_load_state("load")
-        violations = each.evaluate("window.__violations")
-        assert not violations, (each.url, violations)
+    assert not browser_pages.csp_violations, browser_pages.csp_violations
     assert not errors, errors
 
     # Every static file came from the server, under a hashed name, cacheable for a year.

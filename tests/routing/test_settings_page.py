@@ -2,10 +2,8 @@
 what it shows, what a save writes (the tenant's field and one audit row), what it refuses, and, in a real
 Chromium, choosing a level and seeing it kept."""
 
-import os
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.test import Client
 
@@ -13,12 +11,12 @@ from routing.smart import router
 from tenants.middleware import SESSION_KEY
 from tenants.models import AuditEvent, Plan, Tenant
 from tenants.services import tenant_escalation_set
+from tests.browser import PHONE, overflow, screenshot
 from tests.factories import MembershipFactory, TenantFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
 URL = "/settings/"
-CHROMIUM = "/usr/bin/chromium"
 
 
 def _client(user) -> Client:
@@ -227,46 +225,25 @@ def test_the_service_refuses_anything_but_none_or_0_to_10(acme, alice, level):
 
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
-def test_an_admin_chooses_level_7_in_the_browser_and_it_is_kept(server_url, acme, alice):
-    # Fails, never skips, without Chromium: scripts/install-browser.sh installs it.
-    assert os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM}: run scripts/install-browser.sh"
-    from playwright.sync_api import sync_playwright
-
+def test_an_admin_chooses_level_7_in_the_browser_and_it_is_kept(browser_pages, acme, alice):
+    # tests/browser.py: fails (never skips) without Chromium; no console error or CSP violation allowed.
     _set(acme, None)
-    # The session is made before Playwright starts: its sync API runs an event loop in this thread, and ORM
-    # calls made while it runs would use a connection the test teardown never closes.
-    client = _client(alice)
-    cookie = client.cookies[django_settings.SESSION_COOKIE_NAME]
-    errors = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            context = browser.new_context(viewport={"width": 375, "height": 812}, base_url=server_url)
-            context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": server_url}])
-            page = context.new_page()
-            page.set_default_timeout(10_000)
-            page.on("console", lambda msg: msg.type == "error" and "favicon" not in msg.text
-                    and errors.append(msg.text))
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page = browser_pages.open(alice, "/settings/", width=PHONE)
+    section = page.locator("#smart-routing")
+    assert "Auto escalation" in section.inner_text()
+    assert "about 35% of Auto turns go to MAX" in section.locator("[data-level='7']").inner_text()
+    assert page.locator("input[name=auto_escalation][value=default]").is_checked()
+    assert overflow(page) <= 0
 
-            assert page.goto("/settings/").status == 200
-            section = page.locator("#smart-routing")
-            assert "Auto escalation" in section.inner_text()
-            assert "about 35% of Auto turns go to MAX" in section.locator("[data-level='7']").inner_text()
-            assert page.locator("input[name=auto_escalation][value=default]").is_checked()
-            assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 0
+    page.locator("[data-level='7']").click()
+    page.locator("#smart-routing button[type=submit]").click()
+    page.locator("#smart-routing .message-success").wait_for()
+    assert "Auto escalation saved: level 7" in section.inner_text()
+    assert page.url.endswith("/settings/")  # swapped in place by HTMX
+    screenshot(page, "settings-level-7")
 
-            page.locator("[data-level='7']").click()
-            page.locator("#smart-routing button[type=submit]").click()
-            page.locator("#smart-routing .message-success").wait_for()
-            assert "Auto escalation saved: level 7" in section.inner_text()
-            assert page.url.endswith("/settings/")  # swapped in place by HTMX
-
-            page.reload()
-            assert page.locator("input[name=auto_escalation][value='7']").is_checked()
-            assert "In force: level 7" in page.locator("[data-setting]").inner_text()
-        finally:
-            browser.close()
-    assert errors == []
+    page.reload()
+    assert page.locator("input[name=auto_escalation][value='7']").is_checked()
+    assert "In force: level 7" in page.locator("[data-setting]").inner_text()
     acme.refresh_from_db()
     assert acme.auto_escalation == 7
