@@ -20,6 +20,7 @@ a URL must be https and is never fetched here: routing sends it only to provider
 import binascii
 import re
 from base64 import b64decode
+from dataclasses import replace
 
 import orjson
 from django.conf import settings
@@ -127,7 +128,7 @@ def with_breakpoint(msg: ChatMessage, cache: dict) -> ChatMessage:
     request's last cacheable block)."""
     blocks = list(msg.blocks) if msg.blocks is not None else [TextBlock(msg.content)]
     last = blocks[-1]
-    blocks[-1] = type(last)(**{**{f: getattr(last, f) for f in last.__slots__}, "cache_control": cache})
+    blocks[-1] = replace(last, cache_control=cache)
     return ChatMessage(role=msg.role, content=msg.content, blocks=tuple(blocks))
 
 

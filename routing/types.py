@@ -289,8 +289,8 @@ class ToolCallDelta:
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """Which endpoint is answering: yielded once, just before the first text or tool-call delta, so a caller can send its
-    routing facts (the proxy's response headers) before the answer is complete."""
+    """Which endpoint is answering: yielded once, just before the first text or tool-call delta, so a caller can
+    send its routing facts (the proxy's response headers) before the answer is complete."""
 
     tier: str
     endpoint: str
