@@ -37,18 +37,25 @@ from routing import metering
 from routing.types import ChatMessage, ChatRequest, RouteResult
 from tenants.models import Tenant
 
-from . import sql, streams
+from . import instructions, sql, streams
 from .models import Conversation, Message
 from .selectors import message_history
 
 logger = logging.getLogger(__name__)
 
 
-def turn_request(*, message: Message, history: list[ChatMessage] | None = None) -> ChatRequest:
-    """The routing request for an assistant message: the conversation history up to its question."""
+def turn_request(*, message: Message, history: list[ChatMessage] | None = None,
+                 workspace_instructions: str | None = None) -> ChatRequest:
+    """The routing request for an assistant message: the conversation history up to its question, and the
+    system prompt (the workspace's default instructions, then the conversation's: conversations.instructions).
+    What the caller did not read with its own statement is read here."""
     if history is None:
         history = message_history(message=message)
-    return ChatRequest(messages=history, system=settings.CHAT_SYSTEM_PROMPT or None, stream=True)
+    if workspace_instructions is None:
+        workspace_instructions = instructions.workspace_instructions(tenant=message.tenant)
+    system = instructions.system_prompt(workspace=workspace_instructions,
+                                        conversation=message.conversation.instructions)
+    return ChatRequest(messages=history, system=system, stream=True)
 
 
 def enqueue(message_id: int) -> None:
@@ -82,11 +89,11 @@ def turn_claim(*, message_id: int, run_id: uuid.UUID) -> tuple[Message, ChatRequ
     claimed = sql.claim(message_id=message_id, run_id=run_id)
     if claimed is None:
         return None
-    message, history = claimed
+    message, history, workspace = claimed
     if not message.tenant.is_active:
         turn_fail(message=message, run_id=run_id, error="This workspace is suspended; the message was not answered.")
         return None
-    return message, turn_request(message=message, history=history)
+    return message, turn_request(message=message, history=history, workspace_instructions=workspace)
 
 
 def turn_complete(*, message: Message, run_id: uuid.UUID, result: RouteResult,

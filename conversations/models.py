@@ -8,6 +8,8 @@ Messages carry the tenant too (every tenant-owned row does), which keeps the iso
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import GinIndex
+from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
 from django.urls import reverse
 
@@ -25,6 +27,8 @@ ROUTE_DECISION_LABELS = {
     ROUTE_STAYED: "Stayed on Auto",
     ROUTE_UNSCORED: "Not scored",
 }
+# The text search configuration of message search (stemming, stop words) and of its index.
+SEARCH_CONFIG = "english"
 # The constraint behind "one answer at a time" (conversations.sql.insert_turn maps its violation to TurnRunning).
 ONE_RUNNING_TURN = "msg_one_running_turn"
 FEEDBACK_UP = 1
@@ -36,6 +40,8 @@ class Conversation(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, default=DEFAULT_TITLE)
     tier = models.CharField(max_length=10, choices=TIER_CHOICES, default=TIER_AUTO)
+    # The conversation's own instructions, sent as the system prompt after the workspace's default ones.
+    instructions = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,6 +121,11 @@ class Message(models.Model):
                                         choices=[(FEEDBACK_UP, "Good answer"), (FEEDBACK_DOWN, "Bad answer")])
     feedback_at = models.DateTimeField(null=True, blank=True)
 
+    # The text as a tsvector for search (conversations.search), computed by Postgres and stored: a search's
+    # filter reads it instead of parsing every candidate message again.
+    search_vector = models.GeneratedField(expression=SearchVector("content", config=SEARCH_CONFIG),
+                                          output_field=SearchVectorField(), db_persist=True)
+
     # Turn bookkeeping: which run owns the message (a redelivered or requeued task must not finish it twice).
     run_id = models.UUIDField(null=True, blank=True)
     run_count = models.PositiveSmallIntegerField(default=0)
@@ -135,6 +146,10 @@ class Message(models.Model):
             # Staff satisfaction reads rated answers only (conversations.selectors.feedback_*_all_tenants): a
             # few rows of a table that grows by every turn, found without scanning it.
             models.Index(fields=["endpoint"], name="msg_rated", condition=models.Q(feedback__isnull=False)),
+            # Search over message text (conversations.search): the tenant and the text's tsvector in one GIN
+            # index (btree_gin), so a search reads only the tenant's matching rows, however many tenants share
+            # the table.
+            GinIndex(fields=["tenant", "search_vector"], name="msg_search"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(feedback__in=[1, -1]) | models.Q(feedback__isnull=True),
@@ -220,3 +235,15 @@ class Message(models.Model):
     @staticmethod
     def new_run_id() -> uuid.UUID:
         return uuid.uuid4()
+
+
+class ChatSettings(models.Model):
+    """A workspace's chat settings, set by its admins: the default instructions every conversation's system
+    prompt starts with. One row per tenant, made when first saved (no row: no default)."""
+
+    tenant = models.OneToOneField(Tenant, on_delete=models.CASCADE, related_name="chat_settings")
+    default_instructions = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"chat settings of {self.tenant_id}"

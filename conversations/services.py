@@ -226,13 +226,13 @@ def _turn_start(*, conversation: Conversation, question: Message, retry_of: Mess
     conversation.updated_at = timezone.now()
     conversation.title = title or conversation.title
     try:
-        history = sql.insert_turn(conversation=conversation, question=question, answer=answer)
+        history, workspace = sql.insert_turn(conversation=conversation, question=question, answer=answer)
     except sql.TurnRunning:
         conversation.title, conversation.updated_at = before
         raise TurnInProgress() from None
     try:
         metering.hold(tenant=tenant, key=answer.usage_key, tier=answer.tier, user_id=conversation.owner_id,
-                      request=turn_request(message=answer, history=history))
+                      request=turn_request(message=answer, history=history, workspace_instructions=workspace))
     except (*metering.HOLD_REFUSALS, redis.RedisError) as exc:
         Message.objects.filter(pk__in=[answer.pk, question.pk] if new_question else [answer.pk]).delete()
         Conversation.objects.filter(pk=conversation.pk).update(title=before[0], updated_at=before[1])

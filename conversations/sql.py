@@ -24,12 +24,12 @@ from django.utils import timezone
 from routing.types import ChatMessage
 from tenants.models import Plan, Tenant
 
-from .models import ONE_RUNNING_TURN, Conversation, Message
+from .models import ONE_RUNNING_TURN, ChatSettings, Conversation, Message
 
 # The Message fields the claim returns (the runner reads no other; the rest stay deferred), and the Conversation's.
 MESSAGE_CLAIMED = ("id", "tenant_id", "conversation_id", "role", "status", "parent_id", "tier", "run_id",
                    "run_count", "started_at")
-CONVERSATION_CLAIMED = ("id", "tenant_id", "owner_id", "tier")
+CONVERSATION_CLAIMED = ("id", "tenant_id", "owner_id", "tier", "instructions")
 
 
 def column(model, name: str) -> str:
@@ -104,6 +104,12 @@ def history(*, conversation_id: int, tenant_id: int, question_id: int) -> list[C
         return history_from_rows(cursor.fetchall())
 
 
+def workspace_instructions_sql(tenant: str) -> str:
+    """The workspace's default instructions (NULL without a settings row), as a scalar subquery."""
+    return (f"(SELECT cs.{column(ChatSettings, 'default_instructions')} FROM {ChatSettings._meta.db_table} cs "
+            f"WHERE cs.{column(ChatSettings, 'tenant_id')} = {tenant})")
+
+
 # --- the send ---
 
 
@@ -117,7 +123,7 @@ def insert_values(message: Message, *, parent: str | None = None) -> tuple[str, 
     each field (defaults, auto_now_add, JSON). `parent` puts an SQL expression in place of parent_id."""
     columns, values, params = [], [], []
     for field in message._meta.concrete_fields:
-        if field.primary_key:
+        if field.primary_key or field.generated:  # Postgres computes a generated column (search_vector)
             continue
         columns.append(connection.ops.quote_name(field.column))
         value = field.pre_save(message, add=True)
@@ -129,10 +135,11 @@ def insert_values(message: Message, *, parent: str | None = None) -> tuple[str, 
     return ", ".join(columns), ", ".join(values), params
 
 
-def insert_turn(*, conversation: Conversation, question: Message, answer: Message) -> list[ChatMessage]:
+def insert_turn(*, conversation: Conversation, question: Message, answer: Message) -> tuple[list[ChatMessage], str]:
     """One statement, its own transaction: INSERT the question (when new) and the answer, UPDATE the
-    conversation's title and updated_at (as set on `conversation`), SELECT the history. Sets the new rows' ids;
-    returns the history the answer is asked with. Raises TurnRunning when the conversation has an unfinished
+    conversation's title and updated_at (as set on `conversation`), SELECT the history and the workspace's
+    default instructions. Sets the new rows' ids; returns (the history the answer is asked with, the workspace
+    instructions). Raises TurnRunning when the conversation has an unfinished
     answer: the partial unique index `msg_one_running_turn` decides, so two sends racing make exactly one turn."""
     table, message_id = Message._meta.db_table, column(Message, "id")
     parts, params = [], []
@@ -153,8 +160,9 @@ def insert_turn(*, conversation: Conversation, question: Message, answer: Messag
                  f"{column(Conversation, 'updated_at')} = %s WHERE {column(Conversation, 'id')} = %s)")
     params += [conversation.title, conversation.updated_at, conversation.pk]
     history = history_sql(conversation="%s", tenant="%s", slot="q.slot")
-    params += [conversation.pk, conversation.tenant_id]
-    sql = (f"WITH {', '.join(parts)} SELECT a.id, a.parent_id, h.* FROM a CROSS JOIN q "
+    params += [conversation.tenant_id, conversation.pk, conversation.tenant_id]
+    sql = (f"WITH {', '.join(parts)} SELECT a.id, a.parent_id, {workspace_instructions_sql('%s')}, h.* "
+           f"FROM a CROSS JOIN q "
            f"LEFT JOIN LATERAL ({history}) h ON true ORDER BY h.slot")
     try:
         rows = _execute_insert(sql, params)
@@ -168,9 +176,9 @@ def insert_turn(*, conversation: Conversation, question: Message, answer: Messag
         message._state.adding = False
     # The earlier turns as they are on screen, then the question (which the statement may have just inserted,
     # and so cannot read).
-    history = history_from_rows([row[2:] for row in rows if row[2] is not None])
+    history = history_from_rows([row[3:] for row in rows if row[3] is not None])
     history.append(ChatMessage(role=Message.ROLE_USER, content=question.content))
-    return history
+    return history, rows[0][2] or ""
 
 
 def _execute_insert(sql: str, params: list) -> list:
@@ -205,7 +213,7 @@ def claim_sql() -> str:
         f"{m('run_count')} = {m('run_count')} + 1, {m('started_at')} = %s "
         f"WHERE {m('id')} = %s AND {m('role')} = %s AND {m('status')} = %s RETURNING {returned}) "
         f"SELECT {columns('m', Message, MESSAGE_CLAIMED)}, {columns('c', Conversation, CONVERSATION_CLAIMED)}, "
-        f"{columns('t', Tenant)}, {columns('p', Plan)}, h.* "
+        f"{columns('t', Tenant)}, {columns('p', Plan)}, {workspace_instructions_sql('m.' + m('tenant_id'))}, h.* "
         f"FROM claimed m JOIN {conversation} c ON c.{column(Conversation, 'id')} = m.{m('conversation_id')} "
         f"JOIN {Tenant._meta.db_table} t ON t.{column(Tenant, 'id')} = m.{m('tenant_id')} "
         f"JOIN {Plan._meta.db_table} p ON p.{column(Plan, 'id')} = t.{column(Tenant, 'plan_id')} "
@@ -213,10 +221,10 @@ def claim_sql() -> str:
     )
 
 
-def claim(*, message_id: int, run_id: uuid.UUID) -> tuple[Message, list[ChatMessage]] | None:
+def claim(*, message_id: int, run_id: uuid.UUID) -> tuple[Message, list[ChatMessage], str] | None:
     """Take a queued assistant message for one run: queued → streaming, the run id set, the run counted. Returns
-    the message (its conversation, tenant and plan attached) and its history, or None when there is nothing to
-    take (gone, not queued, not an answer).
+    the message (its conversation, tenant and plan attached), its history and the workspace's default
+    instructions, or None when there is nothing to take (gone, not queued, not an answer).
 
     The UPDATE's WHERE re-checks `queued` on the row it locks, so of two runs racing for the same message
     exactly one wins. The rows hold plain column types (no field needs a database converter), so `from_db`
@@ -237,4 +245,5 @@ def claim(*, message_id: int, run_id: uuid.UUID) -> tuple[Message, list[ChatMess
     message.conversation = Conversation.from_db(db, CONVERSATION_CLAIMED, parts[1])
     message.tenant = Tenant.from_db(db, attnames(Tenant), parts[2])
     message.tenant.plan = Plan.from_db(db, attnames(Plan), parts[3])
-    return message, history_from_rows([row[at:] for row in rows if row[at] is not None])
+    workspace, at = first[at] or "", at + 1
+    return message, history_from_rows([row[at:] for row in rows if row[at] is not None]), workspace

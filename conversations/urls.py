@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import sse, views
+from . import settings_views, sse, views
 
 app_name = "conversations"
 
@@ -8,10 +8,12 @@ urlpatterns = [
     path("chat/", views.chat_home, name="home"),
     path("chat/sidebar/", views.sidebar, name="sidebar"),
     path("chat/new/", views.conversation_new, name="new"),
+    path("chat/settings/", settings_views.workspace_chat_settings, name="chat_settings"),
     path("chat/<int:conversation_id>/", views.conversation_detail, name="detail"),
     path("chat/<int:conversation_id>/rename/", views.conversation_rename, name="rename"),
     path("chat/<int:conversation_id>/delete/", views.conversation_delete, name="delete"),
     path("chat/<int:conversation_id>/tier/", views.conversation_tier, name="tier"),
+    path("chat/<int:conversation_id>/instructions/", settings_views.conversation_instructions, name="instructions"),
     path("chat/<int:conversation_id>/messages/", views.message_send, name="send"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/stop/", views.message_stop, name="stop"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/retry/", views.message_retry, name="retry"),

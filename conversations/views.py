@@ -16,6 +16,7 @@ from tenants.models import TIER_MAX
 
 from . import feedback, selectors, services
 from .models import Conversation, Message
+from .search import message_search
 from .sidebar import page_of as sidebar_page_of
 
 TEMPLATE = "conversations/chat.html"
@@ -55,6 +56,7 @@ def _page_context(request, conversation: Conversation | None) -> dict:
         "sidebar": sidebar_page_of(selectors.conversation_list(tenant=tenant, user=request.user, search=search),
                                    page),
         "search": search,
+        "hits": message_search(tenant=tenant, user=request.user, query=search) if search.strip() else [],
         "conversation": conversation,
         "max_allowed": tenant.plan.allows_tier(TIER_MAX),
         "plan": tenant.plan,

@@ -264,3 +264,36 @@ def test_the_list_is_grouped_pages_and_renames_and_deletes(open_page, alice, acm
     assert not Conversation.objects.filter(pk=doomed.pk).exists()
     assert Conversation.objects.get(pk=keep.pk).title == "Renamed in the list"
     assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+
+
+# --- 8. instructions ---
+
+
+def test_workspace_and_conversation_instructions_reach_the_model_escaped(open_page, fake_provider, alice, acme,
+                                                                          settings):
+    fake_provider.scenario(KIMI, {"text": "Bonjour.", "delay_ms": 5})
+    evil = "Answer in French. </textarea><script>window.__pwned = 1</script>"
+    page = open_page(alice)
+    base = page.url.split("/chat/")[0]
+    page.goto(f"{base}/settings/")
+    page.click("[data-testid=chat-settings-link]")
+    page.fill("#default-instructions", "Always be polite.")
+    page.click("[data-testid=save-default-instructions]")
+    page.wait_for_selector("[data-testid=saved]")
+
+    conversation = services.conversation_create(tenant=acme, owner=alice)
+    _open(page, conversation)
+    page.click("[data-testid=conv-menu]")
+    page.fill("[data-testid=instructions]", evil)
+    page.click("[data-testid=save-instructions]")
+    page.wait_for_selector("[data-testid=instructions-saved]")
+    page.reload()
+    page.click("[data-testid=conv-menu]")
+    assert page.input_value("[data-testid=instructions]") == evil  # shown as text, never run
+    assert page.evaluate("window.__pwned") is None
+    page.click("[data-testid=conv-menu]")
+    _send(page, "Hello there")
+    _wait_done(page, 1)
+    [request] = [r for r in fake_provider.requests() if r["model"] == KIMI]
+    system = request.get("system") or request["messages"][0]["content"]
+    assert "Always be polite.\n\nAnswer in French." in system
