@@ -24,7 +24,7 @@ SUSPENDED_ALLOWED_PREFIXES = ("/logout", "/tenants/switch", "/static/", "/health
                               "/finance/", "/password/", "/invite/")
 UNTOUCHED_PREFIXES = ("/v1/",)
 # Pages that only make sense inside a workspace.
-WORKSPACE_PREFIXES = ("/chat/", "/usage/", "/invoices/", "/team/", "/api-keys/", "/settings/")
+WORKSPACE_PREFIXES = ("/chat/", "/usage/", "/invoices/", "/team/", "/api-keys/", "/settings/", "/alerts/")
 
 
 def resolve_membership(request):

@@ -12,6 +12,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import Permission
 
+from billing.models import Invoice
 from billing.months import month_start
 from billing.services import invoice_rollup
 from conversations import services as chat
@@ -23,13 +24,17 @@ from tests.factories import UserFactory, make_api_key
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-# page name -> (who opens it, path; "{conversation}" and "{tenant}" are filled in from the data below)
+# page name -> (who opens it, path; "{conversation}", "{tenant}", "{invoice}" and "{key}" come from the data below)
 PAGES = {
     "home": ("alice", "/"),
     "chat": ("alice", "/chat/{conversation}/"),
     "chat-empty": ("carol", "/chat/"),
     "usage": ("alice", "/usage/"),
     "invoices": ("alice", "/invoices/"),
+    "invoice": ("alice", "/invoices/{invoice}/"),
+    "alerts": ("alice", "/alerts/"),
+    "key-limits": ("alice", "/api-keys/{key}/limits/"),
+    "password-change": ("alice", "/password/change/"),
     "team": ("alice", "/team/"),
     "audit": ("alice", "/team/audit/"),
     "api-keys": ("alice", "/api-keys/"),
@@ -37,18 +42,26 @@ PAGES = {
     "finance": ("finance", "/finance/"),
     "finance-tenant": ("finance", "/finance/tenants/{tenant}/"),
     "finance-invoices": ("finance", "/finance/invoices/"),
+    "finance-invoice": ("finance", "/finance/invoices/{invoice}/"),
+    "finance-trends": ("finance", "/finance/trends/"),
     "staff": ("staff", "/staff/"),
     "staff-audit": ("staff", "/staff/audit/"),
     "staff-routing": ("staff", "/staff/routing/"),
+    "staff-feedback": ("staff", "/staff/routing/feedback/"),
+    "staff-plans": ("staff", "/staff/plans/"),
     "login": (None, "/login/"),
     "signup": (None, "/signup/"),
 }
 
 # (page, rule id) -> where the violation comes from, for the team that owns that template.
+_CRUMBS = ("the breadcrumb links differ from their text by colour only (billing/static/billing/billing.css: "
+           ".crumbs a { text-decoration: none })")
 KNOWN: dict[tuple[str, str], str] = {
-    ("finance-invoices", "link-in-text-block"):
-        "the breadcrumb link of templates/finance/invoice_list.html differs from its text by colour only "
-        "(billing/static/billing/billing.css: .crumbs a { text-decoration: none })",
+    ("finance-invoices", "link-in-text-block"): f"templates/finance/invoice_list.html: {_CRUMBS}",
+    ("finance-trends", "link-in-text-block"): f"the finance trends page: {_CRUMBS}",
+    ("invoice", "link-in-text-block"): f"templates/billing/invoice_detail.html: {_CRUMBS}",
+    ("finance-invoice", "link-in-text-block"):
+        f"the finance invoice page: {_CRUMBS}; and its link to the month's overview (/finance/?month=...) in text",
     ("chat", "list"):
         "templates/conversations/chat.html: the conversation list's date headings are <li role=\"presentation\"> "
         "inside its <ul> (#sidebar-list > ul), so the list holds items that are not list items",
@@ -73,13 +86,14 @@ def world(acme, alice, carol):
     record_usage(acme, endpoint="kimi-k2.5", source="api", input_tokens=1_000, output_tokens=400, user_id=alice.pk,
                  api_key_id=key.pk)
     invoice_rollup(month=month_start())
+    invoice = Invoice.objects.get(tenant=acme, month=month_start())
     membership_change_role(membership=carol.memberships.get(), role="admin", actor=alice)
     membership_change_role(membership=carol.memberships.get(), role="member", actor=alice)
     finance = UserFactory(email="finance@kiwiclaw.test", is_staff=True)
     finance.user_permissions.add(Permission.objects.get(codename="view_finance"))
     staff = UserFactory(email="admin@kiwiclaw.test", is_staff=True, is_superuser=True)
     return {"users": {"alice": alice, "carol": carol, "finance": finance, "staff": staff, None: None},
-            "conversation": conversation.pk, "tenant": acme.pk}
+            "conversation": conversation.pk, "tenant": acme.pk, "invoice": invoice.pk, "key": key.pk}
 
 
 def _open(browser_pages, world, name, width):

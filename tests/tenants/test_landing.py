@@ -13,7 +13,7 @@ from tenants.services import invite_create, tenant_set_status
 from tests.browser import DESKTOP, PHONE, assert_accessible, overflow, screenshot
 from tests.factories import DEMO_PASSWORD, MembershipFactory, UserFactory, make_api_key
 
-WORKSPACE_PAGES = ("/chat/", "/usage/", "/invoices/", "/team/", "/api-keys/", "/settings/")
+WORKSPACE_PAGES = ("/chat/", "/usage/", "/invoices/", "/team/", "/api-keys/", "/settings/", "/alerts/")
 
 
 def _login_form(client, user, next_url=None):
