@@ -297,3 +297,30 @@ def test_workspace_and_conversation_instructions_reach_the_model_escaped(open_pa
     [request] = [r for r in fake_provider.requests() if r["model"] == KIMI]
     system = request.get("system") or request["messages"][0]["content"]
     assert "Always be polite.\n\nAnswer in French." in system
+
+
+# --- 7. search ---
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_search_finds_message_text_and_opens_the_message(open_page, alice, carol, acme, viewport):
+    mine = services.conversation_create(tenant=acme, owner=alice, title="Birds")
+    question = Message.objects.create(tenant=acme, conversation=mine, role="user", content="Where do kiwis sleep?")
+    hit = Message.objects.create(tenant=acme, conversation=mine, role="assistant", status="done", parent=question,
+                                 content="Kiwis sleep in <b>burrows</b> during the day.")
+    theirs = services.conversation_create(tenant=acme, owner=carol, title="Carol's birds")
+    Message.objects.create(tenant=acme, conversation=theirs, role="user", content="carol burrows secret")
+    other = services.conversation_create(tenant=acme, owner=alice, title="Elsewhere")
+    page = open_page(alice, viewport=viewport)
+    _open(page, other)
+    if viewport is PHONE:
+        page.click("[data-testid=drawer-toggle]")
+    page.fill(".chat-search input", "burrow")
+    results = page.locator("[data-testid=search-hits] a")
+    results.first.wait_for()
+    assert results.count() == 1  # carol's message never appears
+    assert results.first.locator("mark").inner_text() == "burrows"
+    assert results.first.locator("b").count() == 0  # the message's own markup never becomes markup
+    results.first.click()
+    page.wait_for_url(f"**{mine.get_absolute_url()}#msg-{hit.pk}")
+    assert page.evaluate("document.querySelector(':target')?.id") == f"msg-{hit.pk}"
