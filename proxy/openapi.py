@@ -134,6 +134,11 @@ COMPONENTS = {
             "tool_choice": {"type": "object", "required": ["type"], "properties": {
                 "type": {"type": "string", "enum": ["auto", "any", "tool", "none"]}, "name": {"type": "string"},
                 "disable_parallel_tool_use": {"type": "boolean"}}},
+            "output_config": {"type": "object", "description": "Only `format` (a json_schema: structured output); "
+                                                                "effort is chosen by the tier.",
+                              "properties": {"format": {"type": "object", "required": ["type", "schema"], "properties": {
+                                  "type": {"type": "string", "enum": ["json_schema"]},
+                                  "schema": {"type": "object"}}}}},
             "cache_control": {"type": "object", "nullable": True, "properties": {
                 "type": {"type": "string", "enum": ["ephemeral"]}, "ttl": {"type": "string", "enum": ["5m", "1h"]}}},
             "temperature": {"type": "number", "minimum": 0, "maximum": 1},
