@@ -121,27 +121,37 @@ def from_units(units: int) -> Decimal:
 # not zero never shows as $0.00. Display only: what is billed is rounded by `round_cents`, once, on invoice lines.
 SMALL_PLACES = 4
 SIGNIFICANT = 2
-_LEDGER_EXPONENT = -10
+LEDGER_DIGITS = 10
+_ONE, _MINUS_ONE = Decimal(1), Decimal(-1)
+_QUANTA = {places: Decimal(1).scaleb(-places) for places in range(2, LEDGER_DIGITS + 1)}
 
 
 def display_places(amount: Decimal) -> int:
     """How many decimal places `display_usd` shows for `amount`."""
-    amount = abs(amount)
-    if amount == amount.quantize(CENT) or amount >= 1:
+    magnitude = amount.copy_abs()
+    if magnitude >= 1 or not magnitude or magnitude == magnitude.quantize(CENT):
         return 2
     # The position of the first significant digit after the point (0.0032 → 3), then one more digit.
-    first = -amount.adjusted()
-    return min(max(SMALL_PLACES, first + SIGNIFICANT - 1), -_LEDGER_EXPONENT)
+    return min(max(SMALL_PLACES, SIGNIFICANT - 1 - magnitude.adjusted()), LEDGER_DIGITS)
 
 
 def display_usd(amount) -> str:
-    """$1,234.50 · $0.0032 · -$0.42: the one way money is shown to people (see the rule above)."""
-    amount = require_decimal(amount, name="amount")
+    """$1,234.50 · $0.0032 · -$0.42: the one way money is shown to people (see the rule above). Pages format
+    thousands of amounts (the finance overview), so the common case — a Decimal of a dollar or more — takes one
+    quantize and one format."""
+    if type(amount) is Decimal and (amount >= _ONE or amount <= _MINUS_ONE) and amount.is_finite():  # common
+        shown = amount.quantize(CENT, rounding=ROUND_HALF_UP)
+        return f"${shown:,}" if amount > 0 else f"-${-shown:,}"
+    if type(amount) is not Decimal or not amount.is_finite():
+        amount = require_decimal(amount, name="amount")
     places = display_places(amount)
-    shown = amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
-    if shown == 0:
+    shown = amount.quantize(_QUANTA[places], rounding=ROUND_HALF_UP)
+    if not shown:
         return "$0.00"  # dust under the ledger's precision; and never "-$0.00"
-    return f"-${-shown:,.{places}f}" if shown < 0 else f"${shown:,.{places}f}"
+    # A quantized Decimal prints its places as they are ('{:,}'), except past six places, where str() would
+    # switch to an exponent.
+    text = f"{shown.copy_abs():,}" if places <= 6 else f"{shown.copy_abs():,.{places}f}"
+    return f"-${text}" if shown < 0 else f"${text}"
 
 
 def format_usd(amount: Decimal) -> str:

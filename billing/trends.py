@@ -89,6 +89,27 @@ def finance_trend_all_tenants(*, start: date, end: date, credit_notes: bool = Tr
     return _with_changes(rows)
 
 
+def finance_trend_all_tenants_cached(*, start: date, end: date, rolled_up_at=None) -> list[dict]:
+    """`finance_trend_all_tenants` without credit notes (the overview's chart), cached until the current month's
+    next rollup when `rolled_up_at` (its last one) is given. Without Redis it is computed."""
+    key = f"billing:trend:{start:%Y-%m}:{end:%Y-%m}:{rolled_up_at.isoformat()}" if rolled_up_at else None
+    if key:
+        try:
+            cached = cache.get(key)
+        except redis.RedisError:
+            logger.warning("trend cache unavailable", exc_info=True)
+            key, cached = None, None
+        if cached is not None:
+            return cached
+    rows = finance_trend_all_tenants(start=start, end=end, credit_notes=False)
+    if key:
+        try:
+            cache.set(key, rows, CLOSED_MIX_CACHE_SECONDS)
+        except redis.RedisError:
+            logger.warning("trend cache unavailable", exc_info=True)
+    return rows
+
+
 def trend_totals(rows: list[dict]) -> dict:
     totals = {key: sum((r[key] for r in rows), money.ZERO) for key in ("cost", "billed", "margin", "total",
                                                                        "credited")}

@@ -16,7 +16,7 @@ from .. import selectors, services
 from ..charts import daily_chart
 from ..csv_export import csv_response
 from ..models import Invoice
-from ..templatetags.billing_tags import usd
+from ..money import display_usd as usd
 from .common import (
     invoice_context,
     mix_bar_html,
@@ -30,10 +30,10 @@ from .tenant import _lines_csv
 FINANCE_PERM = "billing.view_finance"
 
 
-def overview_trend_context() -> dict:
+def overview_trend_context(*, rolled_up_at=None) -> dict:
     from .trends import overview_trend_context as context
 
-    return context()
+    return context(rolled_up_at=rolled_up_at)
 
 
 def tenant_trend_context(tenant, request) -> dict:
@@ -166,7 +166,7 @@ def overview_all_tenants(request):
         # The month picker keeps the chosen sort when the month changes.
         "extra_params": [("sort", sort), ("dir", direction)],
         "extra_query": f"&sort={sort}&dir={direction}",
-        **overview_trend_context(),
+        **overview_trend_context(rolled_up_at=rolled_up_at),
     }
     return render(request, "finance/overview.html", context)
 

@@ -38,11 +38,12 @@ def _range_context(start: date, end: date, error: str) -> dict:
             "from_param": f"{start:%Y-%m}", "to_param": f"{end:%Y-%m}"}
 
 
-def overview_trend_context() -> dict:
-    """The overview page's chart: the last twelve months overall, from invoice rows (cheap at any ledger size)."""
+def overview_trend_context(*, rolled_up_at=None) -> dict:
+    """The overview page's chart: the last twelve months overall, from invoice rows. Cached until the current
+    month's next rollup (`rolled_up_at`): the months before hold final figures that never change."""
     start, end = trends.default_range()
-    return {"trend_chart": trend_chart(trends.finance_trend_all_tenants(start=start, end=end, credit_notes=False)),
-            "trends_url": reverse("finance_trends")}
+    rows = trends.finance_trend_all_tenants_cached(start=start, end=end, rolled_up_at=rolled_up_at)
+    return {"trend_chart": trend_chart(rows), "trends_url": reverse("finance_trends")}
 
 
 def tenant_trend_context(tenant, request) -> dict:
