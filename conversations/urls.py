@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import settings_views, sse, views
+from . import export, settings_views, sse, views
 
 app_name = "conversations"
 
@@ -14,6 +14,8 @@ urlpatterns = [
     path("chat/<int:conversation_id>/delete/", views.conversation_delete, name="delete"),
     path("chat/<int:conversation_id>/tier/", views.conversation_tier, name="tier"),
     path("chat/<int:conversation_id>/instructions/", settings_views.conversation_instructions, name="instructions"),
+    path("chat/<int:conversation_id>/export.md", export.export_markdown, name="export_markdown"),
+    path("chat/<int:conversation_id>/export.json", export.export_json, name="export_json"),
     path("chat/<int:conversation_id>/messages/", views.message_send, name="send"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/stop/", views.message_stop, name="stop"),
     path("chat/<int:conversation_id>/messages/<int:message_id>/retry/", views.message_retry, name="retry"),

@@ -44,6 +44,7 @@ ACCESS = {
     "conversations:retry": PAGE, "conversations:stream": STREAM, "conversations:feedback": PAGE,
     "conversations:edit": PAGE, "conversations:version": PAGE,
     "conversations:instructions": PAGE, "conversations:chat_settings": TENANT_ADMIN,
+    "conversations:export_markdown": PAGE, "conversations:export_json": PAGE,
     "team": TENANT_ADMIN, "team_invite_create": TENANT_ADMIN, "team_invite_revoke": TENANT_ADMIN,
     "team_member_role": TENANT_ADMIN, "team_member_remove": TENANT_ADMIN, "team_audit": TENANT_ADMIN,
     "team_audit_detail": TENANT_ADMIN, "workspace_settings": TENANT_ADMIN, "billing_usage_csv": TENANT_ADMIN,

@@ -324,3 +324,33 @@ def test_search_finds_message_text_and_opens_the_message(open_page, alice, carol
     results.first.click()
     page.wait_for_url(f"**{mine.get_absolute_url()}#msg-{hit.pk}")
     assert page.evaluate("document.querySelector(':target')?.id") == f"msg-{hit.pk}"
+
+
+# --- 9. export ---
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_export_downloads_markdown_and_json(open_page, fake_provider, alice, acme, viewport):
+    import json
+
+    fake_provider.scenario(KIMI, {"text": "Kiwis are birds.", "delay_ms": 5})
+    conversation = services.conversation_create(tenant=acme, owner=alice)
+    page = open_page(alice, viewport=viewport)
+    _open(page, conversation)
+    _send(page, "What is a kiwi?")
+    _wait_done(page, 1)
+    answer = Message.objects.get(role="assistant")
+    for testid in ("export-markdown", "export-json"):
+        page.click("[data-testid=conv-menu]")
+        with page.expect_download() as download:
+            page.click(f"[data-testid={testid}]")
+        body = open(download.value.path(), encoding="utf-8").read()
+        page.click("[data-testid=conv-menu]")  # close the menu again
+        if testid == "export-markdown":
+            assert download.value.suggested_filename == f"kiwiclaw-chat-{conversation.pk}.md"
+            assert "## You\n\nWhat is a kiwi?" in body and "Kiwis are birds." in body and "kimi-k2.5" in body
+        else:
+            data = json.loads(body)
+            [row] = [m for m in data["messages"] if m["role"] == "assistant"]
+            assert (row["model"], row["output_tokens"]) == ("kimi-k2.5", answer.output_tokens)
+            assert row["billed"] == f"{answer.billed}" and data["totals"]["billed"] == f"{answer.billed}"
