@@ -54,14 +54,7 @@ PAGES = {
 }
 
 # (page, rule id) -> where the violation comes from, for the team that owns that template.
-_CRUMBS = ("the breadcrumb links differ from their text by colour only (billing/static/billing/billing.css: "
-           ".crumbs a { text-decoration: none })")
 KNOWN: dict[tuple[str, str], str] = {
-    ("finance-invoices", "link-in-text-block"): f"templates/finance/invoice_list.html: {_CRUMBS}",
-    ("finance-trends", "link-in-text-block"): f"the finance trends page: {_CRUMBS}",
-    ("invoice", "link-in-text-block"): f"templates/billing/invoice_detail.html: {_CRUMBS}",
-    ("finance-invoice", "link-in-text-block"):
-        f"the finance invoice page: {_CRUMBS}; and its link to the month's overview (/finance/?month=...) in text",
     ("chat", "list"):
         "templates/conversations/chat.html: the conversation list's date headings are <li role=\"presentation\"> "
         "inside its <ul> (#sidebar-list > ul), so the list holds items that are not list items",
