@@ -67,16 +67,16 @@ def _paginate(view, request, queryset, serializer_class):
 
 COMMON_ERRORS = {
     401: OpenApiResponse(ChatErrorSerializer, description="No or an invalid API key / session."),
-    403: OpenApiResponse(ChatErrorSerializer, description="Not a member of an active tenant."),
+    403: OpenApiResponse(ChatErrorSerializer, description="Not a member of an active workspace."),
 }
-NOT_FOUND = {404: OpenApiResponse(ChatErrorSerializer, description="No such object in your tenant.")}
+NOT_FOUND = {404: OpenApiResponse(ChatErrorSerializer, description="No such object in your workspace.")}
 BAD_REQUEST = {400: OpenApiResponse(description="Invalid input: field name → list of messages.",
                                     response=inline_serializer("ValidationErrors", {
                                         "detail": serializers.CharField(required=False)}))}
 
 
 class ConversationListView(APIView):
-    """Your conversations in the current tenant, most recently active first."""
+    """Your conversations in the current workspace, most recently active first."""
 
     pagination_class = api_settings.DEFAULT_PAGINATION_CLASS
 
@@ -129,7 +129,7 @@ class MessageListView(APIView):
                    409: OpenApiResponse(ChatErrorSerializer, description="Refused: an answer in this "
                                                                      "conversation is still being written (one at a "
                                                                      "time), tier not in the plan, budget exhausted, "
-                                                                     "tenant suspended.")},
+                                                                     "workspace suspended.")},
     )
     def post(self, request, conversation_id: int):
         conversation = _conversation(request, conversation_id)
