@@ -163,4 +163,5 @@ def test_staff_console_shows_each_plans_default_escalation_level(platform_admin,
         return page.split(f'data-plan="{slug}"')[1].split("</tr>")[0]
 
     assert "level 5" in row("pro") and "Off" in row("enterprise") and "(no MAX)" in row("free")
-    assert f'href="/admin/tenants/plan/{Plan.objects.get(slug="pro").pk}/change/"' in row("pro")
+    # Plans are edited on the staff pages (/staff/plans/), not in the Django admin.
+    assert f'href="/staff/plans/{Plan.objects.get(slug="pro").pk}/"' in row("pro")
