@@ -81,10 +81,14 @@ def test_a_second_tab_sending_mid_answer_is_told_why(open_page, fake_provider, a
 # --- 5. no empty chats ---
 
 
-def test_new_chat_is_an_empty_composer_until_the_first_message(open_page, fake_provider, alice):
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "375"])
+def test_new_chat_is_an_empty_composer_until_the_first_message(open_page, fake_provider, alice, viewport):
     fake_provider.scenario(KIMI, {"text": "Kiwis are birds.", "delay_ms": 10})
-    page = open_page(alice)
+    page = open_page(alice, viewport=viewport)
     for _ in range(6):
+        if viewport is PHONE:  # "+ New chat" is in the drawer
+            page.click("[data-testid=drawer-toggle]")
+            page.wait_for_selector("[data-testid=new-chat]", state="visible")
         page.click("[data-testid=new-chat]")
         page.wait_for_load_state()
     assert Conversation.objects.count() == 0
@@ -94,6 +98,7 @@ def test_new_chat_is_an_empty_composer_until_the_first_message(open_page, fake_p
     _wait_done(page, 1)
     assert "Kiwis are birds." in page.locator("article.msg-assistant").inner_text()
     assert list(Conversation.objects.values_list("title", flat=True)) == ["What is a kiwi?"]
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
 
 
 # --- 4. edit and versions ---
