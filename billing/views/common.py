@@ -1,12 +1,31 @@
 """Billing pages: `tenant` (a tenant's own usage and invoices) and `finance` (across tenants)."""
 from datetime import date, timedelta
+from functools import wraps
 
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
+from ..models import CreditNote, InvoiceVoid
 from ..money import ZERO, format_usd
-from ..months import month_start, next_month, parse_month, previous_month
+from ..months import month_bounds, month_start, next_month, parse_month, previous_month
+
+FINANCE_PERM = "billing.view_finance"
+
+
+def finance_required(view):
+    """Finance pages across all tenants: `billing.view_finance`, else 403 (anonymous users log in first)."""
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.has_perm(FINANCE_PERM):
+            raise PermissionDenied("Only finance can see this page.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
 
 # How far back the month menu reaches. Older months stay reachable with the previous-month link or ?month=.
 MONTH_MENU_LENGTH = 24
@@ -53,9 +72,6 @@ def invoice_context(invoice, *, finance: bool, can_manage: bool = False) -> dict
     """What the invoice page shows, for the tenant's admins and for finance alike (finance adds cost columns, and
     with `can_manage` the finalize, void and credit-note actions). A void and credit notes are shown to both:
     they are documents the customer receives."""
-    from ..models import CreditNote, InvoiceVoid
-    from ..months import month_bounds
-
     lines = list(invoice.lines.all())
     void = InvoiceVoid.objects.filter(invoice=invoice).first() if invoice.is_final else None
     notes = list(CreditNote.objects.filter(invoice=invoice).prefetch_related("lines")) if invoice.is_final else []

@@ -1,9 +1,5 @@
 """Finance pages across all tenants, for users holding `billing.view_finance` (everyone else: 403)."""
 
-from functools import wraps
-
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.shortcuts import render
 from django.urls import reverse
@@ -18,6 +14,7 @@ from ..csv_export import csv_response
 from ..models import Invoice
 from ..money import display_usd as usd
 from .common import (
+    finance_required,
     invoice_context,
     mix_bar_html,
     month_choices,
@@ -26,32 +23,9 @@ from .common import (
     smart_auto_context,
 )
 from .tenant import _lines_csv
+from .trends import overview_trend_context, tenant_trend_context
 
-FINANCE_PERM = "billing.view_finance"
-
-
-def overview_trend_context(*, rolled_up_at=None) -> dict:
-    from .trends import overview_trend_context as context
-
-    return context(rolled_up_at=rolled_up_at)
-
-
-def tenant_trend_context(tenant, request) -> dict:
-    from .trends import tenant_trend_context as context
-
-    return context(tenant, request)
 INVOICE_LIST_LIMIT = 500
-
-
-def finance_required(view):
-    @login_required
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.has_perm(FINANCE_PERM):
-            raise PermissionDenied("Only finance can see this page.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _sort_from_request(request) -> tuple[str, bool]:

@@ -9,8 +9,7 @@ from django.urls import reverse
 from .. import trends
 from ..months import month_start, parse_month
 from ..trend_chart import trend_chart
-from .common import month_choices
-from .finance import finance_required
+from .common import finance_required, month_choices
 
 
 def range_from_request(request) -> tuple[date, date, str]:
