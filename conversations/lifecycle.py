@@ -48,14 +48,15 @@ def turn_request(*, message: Message, history: list[ChatMessage] | None = None,
                  workspace_instructions: str | None = None) -> ChatRequest:
     """The routing request for an assistant message: the conversation history up to its question, and the
     system prompt (the workspace's default instructions, then the conversation's: conversations.instructions).
-    What the caller did not read with its own statement is read here."""
+    What the caller did not read with its own statement is read here. A MAX turn marks the end of its stable
+    history as a cache breakpoint (Anthropic prompt caching), so the next turn reads that prefix at the cache price."""
     if history is None:
         history = message_history(message=message)
     if workspace_instructions is None:
         workspace_instructions = instructions.workspace_instructions(tenant=message.tenant)
     system = instructions.system_prompt(workspace=workspace_instructions,
                                         conversation=message.conversation.instructions)
-    return ChatRequest(messages=history, system=system, stream=True)
+    return ChatRequest(messages=history, system=system, stream=True, cache_breakpoint=message.tier == "max")
 
 
 def enqueue(message_id: int) -> None:

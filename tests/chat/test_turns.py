@@ -173,3 +173,37 @@ def test_suspended_tenant_queued_turn_fails_without_charge(request, fake_provide
     assert "suspended" in answer.error
     assert fake_provider.requests() == []
     assert not UsageRecord.objects.exists()
+
+
+def test_max_turns_cache_the_stable_history_and_the_ledger_prices_it(fake_provider, celery_worker, alice_chat,
+                                                                     chat_redis):
+    fake_provider.scenario(OPUS, {"text": "Kiwis are flightless birds of New Zealand."})
+    services.conversation_set_tier(conversation=alice_chat, tier="max")
+    first = wait_finished(_send(alice_chat, "What is a kiwi?").pk)
+    second = wait_finished(_send(alice_chat, "And a kea?").pk)
+    third = wait_finished(_send(alice_chat, "And a tui?").pk)
+    sent = [r for r in fake_provider.requests() if r["model"] == OPUS]
+    assert len(sent) == 3
+    # A first turn has no history to cache; later ones mark the answer before the newest question.
+    assert "cache_control" not in str(sent[0]["messages"])
+    for request in sent[1:]:
+        before_newest = request["messages"][-2]
+        assert before_newest["role"] == "assistant"
+        assert before_newest["content"][-1]["cache_control"] == {"type": "ephemeral"}
+    rows = [_assert_billed_once(m, OPUS) for m in (first, second, third)]
+    assert (rows[0].cache_write_tokens, rows[0].cache_read_tokens) == (0, 0)
+    assert rows[1].cache_write_tokens > 0 and rows[1].cache_read_tokens == 0
+    assert rows[2].cache_read_tokens >= rows[1].cache_write_tokens > 0
+    # Opus: input 5, output 25, cache write 6.25, cache read 0.50 USD per million tokens.
+    for row in rows:
+        by_hand = (Decimal(row.input_tokens) * 5 + Decimal(row.output_tokens) * 25
+                   + Decimal(row.cache_write_tokens) * Decimal("6.25")
+                   + Decimal(row.cache_read_tokens) * Decimal("0.5")) / 1_000_000
+        assert row.cost == by_hand.quantize(Decimal("0.0000000001"))
+
+
+def test_auto_turns_send_no_cache_breakpoint(fake_provider, celery_worker, alice_chat, chat_redis):
+    fake_provider.scenario(KIMI, {"text": "Birds."})
+    wait_finished(_send(alice_chat, "What is a kiwi?").pk)
+    wait_finished(_send(alice_chat, "And a kea?").pk)
+    assert "cache_control" not in str([r["messages"] for r in fake_provider.requests()])
