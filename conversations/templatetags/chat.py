@@ -1,12 +1,13 @@
 """Template filters of the chat: model answers as safe HTML, money for display, smart Auto's decisions by name."""
 
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import nh3
 from django import template
 from django.utils.safestring import mark_safe
 from markdown_it import MarkdownIt
 
+from billing.money import display_usd
 from conversations.markdown import render_fence
 from conversations.models import ROUTE_DECISION_LABELS
 
@@ -45,16 +46,8 @@ def chat_markdown(text: str) -> str:
 
 @register.filter
 def usd(amount) -> str:
-    """Display only (the ledger keeps 10 places): cents from $1 up, four places below, '<$0.0001' for dust."""
-    if amount is None:
-        return "$0.00"
-    amount = Decimal(amount)
-    if amount == 0:
-        return "$0.00"
-    if amount >= 1:
-        return f"${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
-    small = amount.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
-    return f"${small}" if small > 0 else "<$0.0001"
+    """Display only: billing's one rule for showing money (billing.money.display_usd), as on every other page."""
+    return display_usd(Decimal(0) if amount is None else amount)
 
 
 @register.simple_tag(takes_context=True)

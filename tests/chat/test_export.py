@@ -58,8 +58,8 @@ def test_markdown_shows_the_turns_as_on_screen_with_their_facts(client, alice, c
     assert "## You\n\nWhat is a kiwi?" in text
     assert "## Assistant (version 2 of 2)\n\nA flightless **bird**." in text
     assert "A bird." not in text  # the version not on screen (it is in the JSON, and in the totals)
-    assert "_claude-opus-4-6 · 5 in / 3 out tokens · $0.0001_" in text
-    assert "2 answer(s), 10 input and 5 output tokens, billed $0.0001 (every version counted)" in text
+    assert "_claude-opus-4-6 · 5 in / 3 out tokens · $0.00012_" in text
+    assert "2 answer(s), 10 input and 5 output tokens, billed $0.00013 (every version counted)" in text
 
 
 def test_another_members_conversation_is_not_exported(client, carol, chat):
