@@ -35,7 +35,7 @@ from django.utils import timezone
 from billing import outbox
 from routing import metering
 from routing.types import ChatMessage, ChatRequest, RouteResult
-from tenants.models import Tenant
+from tenants.models import AUTO_ESCALATION_OFF, TIER_AUTO, TIER_MAX, Membership, Tenant
 
 from . import instructions, sql, streams
 from .models import Conversation, Message
@@ -94,7 +94,20 @@ def turn_claim(*, message_id: int, run_id: uuid.UUID) -> tuple[Message, ChatRequ
     if not message.tenant.is_active:
         turn_fail(message=message, run_id=run_id, error="This workspace is suspended; the message was not answered.")
         return None
+    _hold_escalation_for_auto_only_members(message)
     return message, turn_request(message=message, history=history, workspace_instructions=workspace)
+
+
+def _hold_escalation_for_auto_only_members(message: Message) -> None:
+    """A member limited to Auto must not reach MAX models through smart Auto's escalation either: their turn
+    routes with the dial off. The tenant object is this message's own, so only this turn sees it. One query, and
+    only for an Auto turn in a workspace whose dial is on."""
+    tenant = message.tenant
+    if message.tier != TIER_AUTO or tenant.escalation_level == AUTO_ESCALATION_OFF:
+        return
+    membership = Membership.objects.filter(tenant=tenant, user_id=message.conversation.owner_id).first()
+    if membership is not None and not membership.allows_tier(TIER_MAX):
+        tenant.auto_escalation = AUTO_ESCALATION_OFF
 
 
 def turn_complete(*, message: Message, run_id: uuid.UUID, result: RouteResult,

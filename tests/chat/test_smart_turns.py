@@ -100,3 +100,16 @@ def test_each_member_shares_the_tenants_dial(celery_worker, fake_provider, acme)
     carol = MembershipFactory(tenant=acme).user
     chat = services.conversation_create(tenant=acme, owner=carol)
     assert _turn(chat, HARD).route_escalated is True
+
+
+def test_a_member_limited_to_auto_is_never_escalated(celery_worker, fake_provider, alice_chat, acme):
+    _dial(acme, LEVEL)
+    membership = alice_chat.owner.memberships.get(tenant=acme)
+    membership.allowed_tiers = ["auto"]
+    membership.save(update_fields=["allowed_tiers"])
+    answer = _turn(alice_chat, HARD)
+    assert answer.status == "done", answer.error
+    assert (answer.endpoint, answer.tier, answer.route_escalated) == (KIMI, "auto", None)
+    # The workspace's dial is untouched: only that member's turns route with it off.
+    acme.refresh_from_db()
+    assert acme.auto_escalation == LEVEL
