@@ -2,8 +2,9 @@
 
 Both are idempotent under a redelivered task: the email claims its event row (locked, `emailed_at`), a webhook
 try locks its delivery row and does nothing once the delivery has ended. Webhook calls never follow redirects
-(a 3xx is a failure), time out after ALERTS_WEBHOOK_TIMEOUT seconds, and carry the signature of
-alerts/signing.py.
+(a 3xx is a failure), time out after ALERTS_WEBHOOK_TIMEOUT seconds, carry the signature of alerts/signing.py,
+and only reach public addresses (alerts/addresses.py): a host that resolves to a private one ends the delivery
+as failed at its first try, without connecting.
 """
 
 import logging
@@ -18,7 +19,7 @@ from django.utils import timezone
 from billing import money
 from tenants.models import Membership
 
-from . import signing
+from . import addresses, signing
 from .models import AlertEvent, AlertSettings, WebhookAttempt, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -68,13 +69,17 @@ def webhook_try(*, delivery_id: int) -> str:
             return DONE  # ended already, or another worker is trying it right now
         secret = AlertSettings.objects.filter(tenant_id=delivery.tenant_id).values_list(
             "webhook_secret", flat=True).first() or ""
-        status_code, error, elapsed = _post(delivery, secret)
+        refused = False
+        try:
+            status_code, error, elapsed = _post(delivery, secret, addresses.target(delivery.url))
+        except addresses.AddressRefused as exc:
+            status_code, error, elapsed, refused = None, f"Not sent: {exc}", 0.0, True
         delivery.attempts += 1
         WebhookAttempt.objects.create(delivery=delivery, number=delivery.attempts, status_code=status_code,
                                       error=error[:500], duration_ms=int(elapsed * 1000))
         delivery.last_status_code, delivery.last_error = status_code, error[:500]
         ok = status_code is not None and 200 <= status_code < 300
-        if ok or delivery.attempts >= max_attempts():
+        if ok or refused or delivery.attempts >= max_attempts():
             delivery.status = WebhookDelivery.STATUS_SUCCEEDED if ok else WebhookDelivery.STATUS_FAILED
             delivery.finished_at = timezone.now()
         delivery.save(update_fields=["attempts", "last_status_code", "last_error", "status", "finished_at"])
@@ -84,15 +89,18 @@ def webhook_try(*, delivery_id: int) -> str:
     return GAVE_UP if delivery.status == WebhookDelivery.STATUS_FAILED else RETRY
 
 
-def _post(delivery: WebhookDelivery, secret: str) -> tuple[int | None, str, float]:
+def _post(delivery: WebhookDelivery, secret: str, target: addresses.Target) -> tuple[int | None, str, float]:
     body = delivery.body.encode()
     headers = {"content-type": "application/json", "user-agent": "KiwiClaw-Webhooks/1",
                signing.HEADER: signing.header(secret, body), "KiwiClaw-Event-Id": f"evt_{delivery.event_id}"}
+    if target.host_header:
+        headers["host"] = target.host_header
+    extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else None
     timeout = float(getattr(settings, "ALERTS_WEBHOOK_TIMEOUT", 5))
     started = time.monotonic()
     try:
         with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-            response = client.post(delivery.url, content=body, headers=headers)
+            response = client.post(target.url, content=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}".rstrip(": "), time.monotonic() - started
     elapsed = time.monotonic() - started

@@ -22,7 +22,7 @@ from billing.months import month_start
 from tenants.models import Tenant
 from tenants.services import audit_record
 
-from . import signing
+from . import addresses, signing
 from .models import DEFAULT_THRESHOLDS, AlertEvent, AlertSettings, WebhookDelivery
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,10 @@ def _check_webhook_url(url: str) -> str:
                                                                                      "accepted in debug mode.")})
     if not parts.hostname or parts.username or parts.password:
         raise ValidationError({"webhook_url": "Enter a full URL with a host name, without a user or password."})
+    try:
+        addresses.check_on_save(url)
+    except addresses.AddressRefused as exc:
+        raise ValidationError({"webhook_url": str(exc)}) from None
     return url
 
 

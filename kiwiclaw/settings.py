@@ -225,6 +225,9 @@ ALERTS_WEBHOOK_MAX_ATTEMPTS = env.int("ALERTS_WEBHOOK_MAX_ATTEMPTS", default=6)
 ALERTS_WEBHOOK_BACKOFF_SECONDS = env.float("ALERTS_WEBHOOK_BACKOFF_SECONDS", default=30.0)
 # Webhook URLs must be https; plain http only in debug (or when this is set, e.g. for tests on loopback).
 ALERTS_WEBHOOK_ALLOW_HTTP = env.bool("ALERTS_WEBHOOK_ALLOW_HTTP", default=DEBUG)
+# Webhooks never reach private, loopback, link-local, multicast or reserved addresses, unless this is set (a
+# development or test receiver on loopback; alerts/addresses.py).
+ALERTS_WEBHOOK_ALLOW_PRIVATE = env.bool("ALERTS_WEBHOOK_ALLOW_PRIVATE", default=False)
 # Chat turns are long, I/O-bound streams: Celery's thread pool with many threads, each handing its stream to
 # one asyncio loop per process (conversations/turns.py, docs/architecture.md "Chat").
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="threads")

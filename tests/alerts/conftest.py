@@ -65,6 +65,7 @@ def receiver():
 @pytest.fixture
 def alerts_settings(settings):
     settings.ALERTS_WEBHOOK_ALLOW_HTTP = True  # the receiver is plain http on loopback
+    settings.ALERTS_WEBHOOK_ALLOW_PRIVATE = True
     settings.ALERTS_WEBHOOK_BACKOFF_SECONDS = 0.2
     settings.ALERTS_WEBHOOK_TIMEOUT = 3
     return settings
