@@ -92,8 +92,7 @@ async def authenticate(headers: Mapping[str, str], protocol: str) -> KeyIdentity
 
 
 def _check_plan(identity: KeyIdentity, call: ParsedCall) -> None:
-    """The plan's tiers, then the key's and its member's narrower ones (a 403 naming which); then names the
-    key's and member's spend limits for the budget hold that follows (metering.ahold), all from the cached
+    """The plan's tiers, then the key's and its member's narrower ones (a 403 naming which), all from the cached
     identity: no query, no round trip."""
     plan = identity.plan
     key_tiers, member_tiers = identity.key_tiers, identity.membership.allowed_tiers
@@ -115,7 +114,6 @@ def _check_plan(identity: KeyIdentity, call: ParsedCall) -> None:
         which = f"API key “{identity.key_name}”" if key_tiers is not None else f"member {identity.user.email}"
         raise ProxyError("permission", f"The {which} is limited to {identity.tiers_text(key_tiers or member_tiers)}: "
                                        f"name the tier (\"auto\" or \"max\"), not a model (got {call.model!r}).")
-    metering.hold_limits_next(identity.spend_limits)
 
 
 async def _admit(headers: Mapping[str, str], body: bytes, protocol: str, request_id: str):
@@ -138,7 +136,7 @@ async def _admit(headers: Mapping[str, str], body: bytes, protocol: str, request
                                          f"{decision.retry_after} s.", retry_after=decision.retry_after)
     try:
         await metering.ahold(tenant=identity.tenant, key=usage_key(request_id), tier=call.tier or "auto",
-                             request=call.request)
+                             request=call.request, limits=identity.spend_limits)
     except BudgetExceeded as exc:
         raise ProxyError("quota", exc.message) from None
     return identity, call, estimate, health
@@ -312,14 +310,16 @@ def _json_problem(call: ParsedCall, result) -> ProxyError | None:
 
 
 async def handle_models(headers: Mapping[str, str]) -> ProxyResponse:
-    """GET /v1/models: the tiers (and, where the plan allows it, the catalog endpoints) this key may use."""
+    """GET /v1/models: the tiers (and, where the plan allows it, the catalog endpoints) this key may use. A key or
+    member narrowed to some tiers sees only those, and no catalog endpoints (`_check_plan` refuses them)."""
     request_id = new_request_id()
     try:
         identity = await authenticate(headers, OPENAI)
         plan = identity.plan
+        narrowed = [t for t in (identity.key_tiers, identity.membership.allowed_tiers) if t is not None]
         data = [{"id": tier, "object": "model", "created": 0, "owned_by": "kiwiclaw"}
-                for tier in ("auto", "max") if plan.allows_tier(tier)]
-        if plan.api_models_allowed:
+                for tier in ("auto", "max") if plan.allows_tier(tier) and all(tier in t for t in narrowed)]
+        if plan.api_models_allowed and not narrowed:
             catalog = catalog_cached() or await sync_to_async(catalog_get)()
             data += [{"id": e.slug, "object": "model", "created": 0, "owned_by": e.provider}
                      for e in catalog.endpoints.values() if e.enabled]

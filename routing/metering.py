@@ -22,7 +22,6 @@ are then sums over the ledger (billing.selectors.smart_savings), with the rule i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextvars import ContextVar
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
@@ -73,28 +72,15 @@ def member_limit(*, tenant, user_id: int, tier: str) -> SpendLimit | None:
     return member_spend_limit(membership)
 
 
-# The proxy's admission names the API key's and its member's limits (carried by the cached key identity) for
-# the hold it makes next: `proxy/handler.py`'s `_check_plan` sets them, and the `ahold` that follows in the same
-# task consumes them. A context variable, so concurrent requests never see each other's.
-_next_hold_limits: ContextVar[tuple] = ContextVar("kc_next_hold_limits", default=())
-
-
-def hold_limits_next(limits: Sequence[SpendLimit | None]) -> None:
-    """Name the limits (besides the workspace's cap) the next `ahold` in this task reserves against."""
-    _next_hold_limits.set(tuple(limits))
-
-
 async def ahold(*, tenant, key: str, tier: str, request: ChatRequest,
-                limits: Sequence[SpendLimit | None] | None = None) -> None:
-    """`hold` on an event loop, for the proxy; `limits` default to those named by `hold_limits_next`.
+                limits: Sequence[SpendLimit | None] = ()) -> None:
+    """`hold` on an event loop, for the proxy; `limits` are the API key's and its member's (the proxy passes its
+    cached key identity's `spend_limits`).
 
     Twin of `hold` because a thread hop per request on the proxy's hot path costs measurable latency
     (bench/proxy_latency.py): the reservation runs on the loop, and so does the estimate while the catalog is in
     this process's memory; only a stale catalog needs the database (a thread hop). The key's and member's limits
     are reserved by the same script, in the same round trip, as the cap."""
-    if limits is None:
-        limits = _next_hold_limits.get()
-        _next_hold_limits.set(())
     if catalog_cached() is not None:
         cost = estimate_max_cost(tenant=tenant, tier=tier, request=request)
     else:

@@ -154,3 +154,20 @@ def test_a_key_limited_to_auto_is_never_escalated_to_max_by_smart_auto(server, a
     set_key_limits(key, tiers=["auto"])
     raw = oa.chat.completions.with_raw_response.create(model="auto", messages=[{"role": "user", "content": hard}])
     assert raw.headers["x-kiwiclaw-model"] == "kimi-k2.5" and raw.headers["x-kiwiclaw-tier"] == "auto"
+
+
+def test_models_lists_only_the_tiers_a_narrowed_key_or_member_may_use(server, carol, acme, carol_key):
+    key, secret = carol_key
+    oa, _ = _clients(server, secret)
+
+    def listed():
+        return sorted(m.id for m in oa.models.list().data)
+
+    wide = listed()
+    assert {"auto", "max"} <= set(wide)
+    set_key_limits(key, tiers=["auto"])
+    assert listed() == ["auto"]  # no MAX, and no catalog endpoint either: a narrowed key must name a tier
+    set_key_limits(key, tiers=None)
+    assert listed() == wide
+    set_member_limits(Membership.objects.get(user=carol, tenant=acme), tiers=["max"])
+    assert listed() == ["max"]
