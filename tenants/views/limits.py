@@ -1,11 +1,16 @@
 """Spend limits and access per API key (/api-keys/<id>/limits/) and per member (/team/members/<id>/limits/),
 for the workspace's admins. A plain form: GET shows it, POST saves through tenants.limits and goes back to the
-list; bad input is shown on the form (400) and changes nothing."""
+list; bad input is shown on the form (400) and changes nothing. Beside the limit, the page shows what the key or
+member has spent this month (billed USD, from the workspace's ledger)."""
 
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db.models import Sum
 from django.shortcuts import redirect, render
+
+from billing import money
+from billing.selectors import usage_list
 
 from ..access import tenant_admin_required
 from ..limits import api_key_limits_set, membership_limits_set
@@ -40,9 +45,21 @@ def _initial(obj, plan) -> dict:
             "allowed_tiers": obj.allowed_tiers if obj.allowed_tiers is not None else list(plan.allowed_tiers)}
 
 
+def _month_spend(request, subject, kind) -> dict:
+    """This month's billed spend of the key (its rows) or the member (their chat turns and their keys' rows), the
+    same rows the limit counts; with the saved limit and the share of it used."""
+    rows = usage_list(tenant=request.tenant)
+    rows = rows.filter(api_key_id=subject.pk) if kind == "key" else rows.filter(user_id=subject.user_id)
+    spend = rows.aggregate(s=Sum("billed"))["s"] or money.ZERO
+    limit = subject.monthly_limit
+    return {"shown": money.display_usd(spend), "limit": None if limit is None else money.display_usd(limit),
+            "share": None if limit is None else money.share_percent(spend, limit)}
+
+
 def _page(request, *, form, subject, kind, back, status=200):
     return render(request, TEMPLATE, {"form": form, "subject": subject, "kind": kind, "back": back,
-                                      "plan": request.tenant.plan}, status=status)
+                                      "plan": request.tenant.plan, "spend": _month_spend(request, subject, kind)},
+                  status=status)
 
 
 @tenant_admin_required

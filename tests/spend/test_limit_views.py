@@ -102,3 +102,27 @@ def test_a_revoked_key_cannot_be_changed(admin_client, key, alice):
                                                                            "allowed_tiers": ["auto"]})
     assert response.status_code == 400 and "This key is revoked" in response.text
     assert ApiKey.objects.get(pk=key.pk).monthly_limit is None
+
+
+def test_the_pages_show_this_months_spend_beside_the_limit(admin_client, acme, globex, alice, carol, key):
+    """From the ledger, this month, this workspace only: Pro's markup is 30%, so cost 10 + 2.50 bills $16.25."""
+    from datetime import timedelta
+
+    from billing.months import month_bounds, month_start
+    from tests.billing.conftest import record_usage, record_usage_at
+
+    other = make_api_key(tenant=acme, user=alice, name="other")[0]
+    ApiKey.objects.filter(pk=key.pk).update(monthly_limit=Decimal("20"))
+    record_usage(acme, source="api", user_id=alice.pk, api_key_id=key.pk, cost=Decimal("10"))
+    record_usage(acme, source="api", user_id=alice.pk, api_key_id=key.pk, cost=Decimal("2.5"))
+    record_usage(acme, source="api", user_id=alice.pk, api_key_id=other.pk, cost=Decimal("100"))
+    record_usage(globex, source="api", api_key_id=key.pk, user_id=carol.pk, cost=Decimal("50"))  # not this workspace
+    record_usage(acme, source="chat", user_id=carol.pk, cost=Decimal("1"))
+    last_month = month_bounds(month_start())[0] - timedelta(days=2)
+    record_usage_at(acme, last_month, user_id=carol.pk)  # an ended month: not counted
+
+    page = admin_client.get(reverse("api_key_limits", args=[key.pk])).text
+    assert "Spent this month: <strong>$16.25</strong> of its $20.00 limit (81.3%)" in page
+    member = Membership.objects.get(user=carol, tenant=acme)
+    page = admin_client.get(reverse("team_member_limits", args=[member.pk])).text
+    assert "Spent this month: <strong>$1.30</strong> (no limit of its own)" in page
