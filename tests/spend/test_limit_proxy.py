@@ -111,7 +111,9 @@ def test_fifty_concurrent_requests_near_a_keys_limit_never_pass_it(server, carol
     set_key_limits(key, limit="1.00")
     record_usage(acme, source="api", api_key_id=key.pk, user_id=carol.pk, input_tokens=0, output_tokens=0,
                  cost=Decimal("0.85") / Decimal("1.3"))  # $0.15 of the key's $1.00 left
-    body = {"model": "auto", "max_tokens": 300, "messages": [{"role": "user", "content": "word " * 2000}]}
+    # Each hold (at least ~$0.008 on Auto with 1,500 output tokens) is far above $0.15 / 50, so refusals do not depend on how
+    # many answers settle (freeing their unused hold) before the rest arrive; the prompt stays under the TPM limit.
+    body = {"model": "auto", "max_tokens": 1500, "messages": [{"role": "user", "content": "word " * 2000}]}
 
     async def fire():
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50)) as client:
