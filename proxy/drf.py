@@ -61,7 +61,7 @@ class IsTenantMember(BasePermission):
         if tenant is None:
             return False
         if not tenant.is_active:
-            raise exceptions.PermissionDenied(f"The tenant {tenant.name} is suspended.")
+            raise exceptions.PermissionDenied(f"The workspace {tenant.name} is suspended.")
         return True
 
 

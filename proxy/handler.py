@@ -87,7 +87,7 @@ async def authenticate(headers: Mapping[str, str], protocol: str) -> KeyIdentity
     if identity is None:
         raise ProxyError("auth", "Incorrect or revoked API key. Create a key on the API keys page.")
     if not identity.tenant.is_active:
-        raise ProxyError("permission", f"The tenant {identity.tenant.name} is suspended. Contact support.")
+        raise ProxyError("permission", f"The workspace {identity.tenant.name} is suspended. Contact support.")
     return identity
 
 

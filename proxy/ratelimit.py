@@ -80,8 +80,8 @@ class Decision:
 
 
 _LIMIT_NAMES = {
-    ("tenant", "rpm"): "requests per minute for this tenant",
-    ("tenant", "tpm"): "tokens per minute for this tenant",
+    ("tenant", "rpm"): "requests per minute for this workspace",
+    ("tenant", "tpm"): "tokens per minute for this workspace",
     ("key", "rpm"): "requests per minute for this API key",
     ("key", "tpm"): "tokens per minute for this API key",
 }
