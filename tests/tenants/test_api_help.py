@@ -27,8 +27,11 @@ def _example(page: str, name: str) -> str:
 
 # --- What the page says ---------------------------------------------------------------------------------------
 
-def test_the_examples_name_this_servers_v1_and_the_reference(alice, login):
-    page = login(alice).get("/api-keys/", HTTP_HOST="127.0.0.1:8000").content.decode()
+def test_the_examples_name_this_servers_v1_and_the_reference(alice, login, settings):
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "127.0.0.1"]  # with DEBUG off only the test client's host
+    response = login(alice).get("/api-keys/", HTTP_HOST="127.0.0.1:8000")
+    assert response.status_code == 200
+    page = response.content.decode()
     curl, python = _example(page, "curl"), _example(page, "python")
     assert "curl http://127.0.0.1:8000/v1/chat/completions" in curl
     assert 'Authorization: Bearer $KIWICLAW_API_KEY' in curl
