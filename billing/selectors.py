@@ -206,25 +206,34 @@ def routing_mix_all_tenants(*, month: date, rolled_up_at: datetime | None = None
     on the rollup's invoice rows to stay fast, cannot pay on each render (the rollup task warms it). The mix then
     follows the ledger at the rollup's pace, like the invoice figures beside it. Without Redis it is computed.
     """
+    def compute() -> dict[int, dict]:
+        start, end = month_bounds(month)
+        rows = (UsageRecord.objects.filter(recorded_at__gte=start, recorded_at__lt=end)
+                .values("tenant_id").annotate(**_mix_totals()).order_by())
+        return {row["tenant_id"]: _with_savings(row) for row in rows}
+
     key = f"billing:mix:{month:%Y-%m}:{rolled_up_at.isoformat()}" if rolled_up_at else None
-    if key:
-        try:
-            cached = cache.get(key)
-        except redis.RedisError:
-            logger.warning("routing mix cache unavailable", exc_info=True)
-            key, cached = None, None
-        if cached is not None:
-            return cached
-    start, end = month_bounds(month)
-    rows = (UsageRecord.objects.filter(recorded_at__gte=start, recorded_at__lt=end)
-            .values("tenant_id").annotate(**_mix_totals()).order_by())
-    mixes = {row["tenant_id"]: _with_savings(row) for row in rows}
-    if key:
-        try:
-            cache.set(key, mixes, MIX_CACHE_SECONDS)
-        except redis.RedisError:
-            logger.warning("routing mix cache unavailable", exc_info=True)
-    return mixes
+    return read_through(key, MIX_CACHE_SECONDS, compute, what="routing mix")
+
+
+def read_through(key: str | None, timeout: float, compute, *, what: str):
+    """`compute()`, cached under `key` for `timeout` seconds (no key: always computed). A Redis that fails is
+    logged and skipped: the page is computed, never refused."""
+    if key is None:
+        return compute()
+    try:
+        cached = cache.get(key)
+    except redis.RedisError:
+        logger.warning("%s cache unavailable", what, exc_info=True)
+        return compute()
+    if cached is not None:
+        return cached
+    value = compute()
+    try:
+        cache.set(key, value, timeout)
+    except redis.RedisError:
+        logger.warning("%s cache unavailable", what, exc_info=True)
+    return value
 
 
 def routing_mix_totals_all_tenants(mixes: dict[int, dict]) -> dict:

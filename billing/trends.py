@@ -9,12 +9,9 @@ is counted from the ledger; a closed month's mix never changes, so it is cached 
 
 from __future__ import annotations
 
-import logging
 from datetime import date, timedelta
 from decimal import Decimal
 
-import redis
-from django.core.cache import cache
 from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
@@ -24,9 +21,14 @@ from tenants.models import Tenant
 from . import money
 from .models import CreditNote, Invoice, UsageRecord
 from .months import month_bounds, month_start, next_month, previous_month
-from .selectors import _mix_totals, _with_savings, last_rollup_all_tenants, routing_mix_all_tenants
-
-logger = logging.getLogger(__name__)
+from .selectors import (
+    _mix_totals,
+    _with_savings,
+    last_rollup_all_tenants,
+    read_through,
+    routing_mix_all_tenants,
+    routing_mix_totals_all_tenants,
+)
 
 MAX_MONTHS = 36
 DEFAULT_MONTHS = 12
@@ -93,21 +95,8 @@ def finance_trend_all_tenants_cached(*, start: date, end: date, rolled_up_at=Non
     """`finance_trend_all_tenants` without credit notes (the overview's chart), cached until the current month's
     next rollup when `rolled_up_at` (its last one) is given. Without Redis it is computed."""
     key = f"billing:trend:{start:%Y-%m}:{end:%Y-%m}:{rolled_up_at.isoformat()}" if rolled_up_at else None
-    if key:
-        try:
-            cached = cache.get(key)
-        except redis.RedisError:
-            logger.warning("trend cache unavailable", exc_info=True)
-            key, cached = None, None
-        if cached is not None:
-            return cached
-    rows = finance_trend_all_tenants(start=start, end=end, credit_notes=False)
-    if key:
-        try:
-            cache.set(key, rows, CLOSED_MIX_CACHE_SECONDS)
-        except redis.RedisError:
-            logger.warning("trend cache unavailable", exc_info=True)
-    return rows
+    return read_through(key, CLOSED_MIX_CACHE_SECONDS,
+                        lambda: finance_trend_all_tenants(start=start, end=end, credit_notes=False), what="trend")
 
 
 def trend_totals(rows: list[dict]) -> dict:
@@ -164,27 +153,17 @@ def _mix_of_month_all_tenants(month: date) -> dict:
     """Every workspace's tier mix in one month: the current month from the overview's per-rollup cache, a
     closed month from its own cache (it never changes), else one grouped pass over the month's ledger rows."""
     if month == month_start():
-        mixes = routing_mix_all_tenants(month=month, rolled_up_at=last_rollup_all_tenants(month=month))
-        keys = ("auto_turns", "escalated_turns", "max_turns", "other_turns", "counterfactual_billed",
-                "actual_billed")
-        return _with_savings({key: sum((m[key] for m in mixes.values()), 0) for key in keys})
-    key = f"billing:mix-month:{month:%Y-%m}"
-    try:
-        cached = cache.get(key)
-    except redis.RedisError:
-        logger.warning("trend mix cache unavailable", exc_info=True)
-        key, cached = None, None
-    if cached is not None:
-        return cached
+        return routing_mix_totals_all_tenants(
+            routing_mix_all_tenants(month=month, rolled_up_at=last_rollup_all_tenants(month=month)))
     start, end = month_bounds(month)
-    mix = _with_savings(UsageRecord.objects.filter(recorded_at__gte=start, recorded_at__lt=end)
-                        .aggregate(**_mix_totals()))
-    if key and month_bounds(month)[1] + timedelta(days=1) < timezone.now():  # late rows have all landed
-        try:
-            cache.set(key, mix, CLOSED_MIX_CACHE_SECONDS)
-        except redis.RedisError:
-            logger.warning("trend mix cache unavailable", exc_info=True)
-    return mix
+
+    def compute() -> dict:
+        return _with_savings(UsageRecord.objects.filter(recorded_at__gte=start, recorded_at__lt=end)
+                             .aggregate(**_mix_totals()))
+
+    closed = end + timedelta(days=1) < timezone.now()  # late rows have all landed: the mix never changes again
+    return read_through(f"billing:mix-month:{month:%Y-%m}" if closed else None, CLOSED_MIX_CACHE_SECONDS, compute,
+                        what="trend mix")
 
 
 def tier_mix_by_month_all_tenants(*, start: date, end: date) -> list[dict]:
