@@ -24,13 +24,13 @@ def compose():
     return yaml.safe_load((BASE_DIR / "docker-compose.yml").read_text())
 
 
-# Read by a library itself rather than by kiwiclaw/settings.py.
+# Read by a library itself rather than by the settings modules (kiwiclaw/settings*.py).
 LIBRARY_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}  # prometheus-client (kiwiclaw/metrics.py)
 
 
 def _settings_variables():
-    """The environment variables kiwiclaw/settings.py reads (env.str("NAME", ...), env.db_url("NAME"), ...)."""
-    source = (BASE_DIR / "kiwiclaw" / "settings.py").read_text()
+    """The environment variables the settings modules read (env.str("NAME", ...), env.db_url("NAME"), ...)."""
+    source = "".join(path.read_text() for path in (BASE_DIR / "kiwiclaw").glob("settings*.py"))
     return set(re.findall(r'env(?:\.\w+)?\(\s*"([A-Z][A-Z0-9_]*)"', source))
 
 
