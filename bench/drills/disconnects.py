@@ -4,7 +4,7 @@
     .venv/bin/python bench/drills/disconnects.py              # the machine's Postgres and Redis
     .venv/bin/python bench/drills/disconnects.py --embedded   # throwaway servers (development)
 
-The stack (bench/drills/common.py): the fake provider (--tokens deltas, --delay-ms apart) and the web app served
+The stack (bench/drills/stack.py): the fake provider (--tokens deltas, --delay-ms apart) and the web app served
 as docs/operations.md says (granian), on a database of the drill's own; nothing is restarted. Each client sends
 `POST /v1/chat/completions` with `stream: true`, reads the response headers (its request id), reads a random
 number of deltas (1 to half the answer), then closes its connection without reading the rest. Half the clients

@@ -4,7 +4,7 @@
     .venv/bin/python bench/drills/provider_hang.py              # the machine's Postgres and Redis
     .venv/bin/python bench/drills/provider_hang.py --embedded   # throwaway servers (development)
 
-The stack (bench/drills/common.py): the fake provider, the web app served as docs/operations.md says (granian)
+The stack (bench/drills/stack.py): the fake provider, the web app served as docs/operations.md says (granian)
 and a Celery worker, on a database of the drill's own. Calls name the MAX tier, whose chain is
 claude-opus-4-6 → claude-sonnet-4-6 → kimi-k2.5; the fake provider hangs on claude-opus-4-6 (it holds the
 connection open and never answers) and answers normally on the others. Nothing is restarted.

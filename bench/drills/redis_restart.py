@@ -4,7 +4,7 @@
     .venv/bin/python bench/drills/redis_restart.py                 # the machine's Redis: `service redis-server
                                                                     # stop` / `start` (everyone on it feels it)
 
-Runs the stack of bench/drills/common.py (the fake provider, the web app under granian as docs/operations.md
+Runs the stack of bench/drills/stack.py (the fake provider, the web app under granian as docs/operations.md
 serves it, a Celery worker and beat), drives chat turns and /v1 calls for `--before` seconds, restarts Redis
 (stop, `--down` seconds, start: the restart loses every key — token streams, heartbeats, budget counters,
 breaker states, the broker's queue), measures how soon a page, a /v1 call and a chat turn succeed again, keeps
