@@ -3,7 +3,7 @@
     .venv/bin/python bench/drills/postgres_restart.py              # the machine's Postgres (pg_ctlcluster)
     .venv/bin/python bench/drills/postgres_restart.py --embedded   # throwaway servers (development)
 
-Load (bench/drills/stack.py): /v1 calls (JSON and streamed) from --api-clients threads back to back, and chat
+Load (bench/drills/load.py): /v1 calls (JSON and streamed) from --api-clients threads back to back, and chat
 turns from --chat-clients threads, one a second each, through the web app (granian) and a Celery worker. After
 --warmup seconds Postgres is stopped (fast shutdown: every connection is cut), kept down --down seconds, and
 started again. From the moment it accepts connections, the drill measures how long until a page, a /v1 call
