@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import finance, invoice_actions, tenant, trends
+from .views import finance, invoice_actions, limits, tenant, trends
 
 urlpatterns = [
     path("usage/", tenant.usage, name="billing_usage"),
@@ -8,6 +8,8 @@ urlpatterns = [
     path("invoices/", tenant.invoice_list, name="billing_invoices"),
     path("invoices/<int:invoice_id>/", tenant.invoice_detail, name="billing_invoice"),
     path("invoices/<int:invoice_id>/lines.csv", tenant.invoice_lines_csv, name="billing_invoice_csv"),
+    path("team/members/<int:membership_id>/limits/", limits.member_limits_view, name="team_member_limits"),
+    path("api-keys/<int:api_key_id>/limits/", limits.api_key_limits_view, name="api_key_limits"),
     path("finance/", finance.overview_all_tenants, name="finance_overview"),
     path("finance/trends/", trends.trends_all_tenants, name="finance_trends"),
     path("finance/tenants.csv", finance.overview_csv_all_tenants, name="finance_overview_csv"),

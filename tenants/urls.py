@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from .views import api_keys, auth, home, invites, limits, staff, staff_plans, team
+from .views import api_keys, auth, home, invites, staff, staff_plans, team
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -23,14 +23,12 @@ urlpatterns = [
     path("team/invites/<int:invite_id>/revoke/", team.invite_revoke_view, name="team_invite_revoke"),
     path("team/members/<int:membership_id>/role/", team.member_role_view, name="team_member_role"),
     path("team/members/<int:membership_id>/remove/", team.member_remove_view, name="team_member_remove"),
-    path("team/members/<int:membership_id>/limits/", limits.member_limits_view, name="team_member_limits"),
     path("team/audit/", team.audit_view, name="team_audit"),
     path("team/audit/<int:event_id>/", team.audit_detail_view, name="team_audit_detail"),
     path("api-keys/", api_keys.api_keys, name="api_keys"),
     path("api-keys/new/", api_keys.api_key_create_view, name="api_key_create"),
     path("api-keys/<int:api_key_id>/rename/", api_keys.api_key_rename_view, name="api_key_rename"),
     path("api-keys/<int:api_key_id>/revoke/", api_keys.api_key_revoke_view, name="api_key_revoke"),
-    path("api-keys/<int:api_key_id>/limits/", limits.api_key_limits_view, name="api_key_limits"),
     path("staff/", staff.staff_console_all_tenants, name="staff_console"),
     path("staff/tenants/<int:tenant_id>/plan/", staff.staff_tenant_plan, name="staff_tenant_plan"),
     path("staff/tenants/<int:tenant_id>/status/", staff.staff_tenant_status, name="staff_tenant_status"),

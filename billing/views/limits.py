@@ -1,7 +1,8 @@
 """Spend limits and access per API key (/api-keys/<id>/limits/) and per member (/team/members/<id>/limits/),
 for the workspace's admins. A plain form: GET shows it, POST saves through tenants.limits and goes back to the
 list; bad input is shown on the form (400) and changes nothing. Beside the limit, the page shows what the key or
-member has spent this month (billed USD, from the workspace's ledger)."""
+member has spent this month (billed USD, from the workspace's ledger: which is why the page lives in billing,
+above tenants, and not in tenants/views)."""
 
 from django import forms
 from django.contrib import messages
@@ -9,14 +10,14 @@ from django.core.exceptions import ValidationError
 from django.db.models import Sum
 from django.shortcuts import redirect, render
 
-from billing import money
-from billing.selectors import usage_list
+from tenants.access import tenant_admin_required
+from tenants.limits import api_key_limits_set, membership_limits_set
+from tenants.models import TIER_CHOICES
+from tenants.selectors import api_key_get, membership_get
+from tenants.views._util import add_service_errors, get_or_404
 
-from ..access import tenant_admin_required
-from ..limits import api_key_limits_set, membership_limits_set
-from ..models import TIER_CHOICES
-from ..selectors import api_key_get, membership_get
-from ._util import add_service_errors, get_or_404
+from .. import money
+from ..selectors import usage_list
 
 TEMPLATE = "spend/limits.html"
 
