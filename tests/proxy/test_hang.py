@@ -39,6 +39,9 @@ def hang_server(django_db_setup, django_db_blocker, fake_provider_server):
 def client(hang_server, fake_provider, alice_key):
     with httpx.Client(base_url=hang_server.url, headers={"Authorization": f"Bearer {alice_key}"},
                       timeout=30) as http:
+        # A keyed call that reaches no provider: the server's first request loads the key, the catalog and the
+        # database connection (seconds on a busy machine), which belongs outside the timed fallback below.
+        http.get("/v1/models").raise_for_status()
         yield http
 
 

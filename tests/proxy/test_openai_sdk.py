@@ -121,7 +121,7 @@ def test_streamed_text_goes_out_while_the_answer_is_still_being_generated(server
         first = next(c["choices"][0]["delta"]["content"] for c in chunks if c["choices"][0]["delta"].get("content"))
         assert first.startswith("Echo")
         assert not UsageRecord.objects.exists()
-        for _ in lines:  # the read timeout ends the answer; the rest of the stream follows
+        for _ in lines:  # the idle timeout (5 s here) ends the answer; the rest of the stream follows
             pass
     assert len(usage_rows(1)) == 1
 
