@@ -49,7 +49,9 @@ class ProxyServer:
         env.pop("DJANGO_TEST_DATABASE", None)
         self.process = start_process(
             [sys.executable, "-m", "uvicorn", "kiwiclaw.asgi:application", "--host", "127.0.0.1", "--port", "0",
-             "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log"],
+             "--loop", "uvloop", "--http", "httptools", "--lifespan", "off", "--no-access-log",
+             # A call left hanging on a hung provider must not hold the stop for the harness's whole deadline.
+             "--timeout-graceful-shutdown", "2"],
             name="proxy server", env=env, port_from=listening_port, ready=http_ready("/v1/models", 401),
         )
         self.port = self.process.port
