@@ -92,17 +92,29 @@ def _open(browser_pages, world, name, width):
     return page
 
 
-@pytest.mark.parametrize("name", list(PAGES))
-def test_page_has_no_serious_or_critical_violation(browser_pages, world, name):
-    """At 1280 px, then the same page reloaded at 375 px (one browser per page keeps the suite quick)."""
+def _check(page, name):
     known = tuple(rule for (page_name, rule) in KNOWN if page_name == name)
-    page = _open(browser_pages, world, name, DESKTOP)
     screenshot(page, f"a11y-{name}")
     assert_accessible(page, known=known)
-    page.set_viewport_size({"width": PHONE, "height": HEIGHTS[PHONE]})
-    page.reload(wait_until="networkidle")
-    screenshot(page, f"a11y-{name}")
-    assert_accessible(page, known=known)
+
+
+# One test per person (their world built once, one browser), each of their pages a subtest of its own.
+PEOPLE = sorted({who or "anonymous" for who, _ in PAGES.values()})
+
+
+@pytest.mark.parametrize("person", PEOPLE)
+def test_pages_have_no_serious_or_critical_violation(browser_pages, world, subtests, person):
+    """Each page at 1280 px, then reloaded at 375 px."""
+    names = [name for name, (who, _) in PAGES.items() if (who or "anonymous") == person]
+    assert names
+    for name in names:
+        with subtests.test(page=name):
+            page = _open(browser_pages, world, name, DESKTOP)
+            _check(page, name)
+            page.set_viewport_size({"width": PHONE, "height": HEIGHTS[PHONE]})
+            page.reload(wait_until="networkidle")
+            _check(page, name)
+            page.context.close()
 
 
 # Defined only while some violation is known: an empty parametrization would report a skipped test.

@@ -16,14 +16,16 @@ from django.conf import settings as django_settings
 
 from conversations import services
 from conversations.models import Conversation, Message
+from tests.browser import launch_chromium
 from tests.factories import DEMO_PASSWORD
 from tests.harness import http_ready, listening_port, start_process
 
 integration = pytest.mark.django_db(transaction=True)
 
 ARTIFACTS = Path(django_settings.BASE_DIR) / "artifacts"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+# The worker's and the chat server's timings: short, so tests never wait long (never a timing assertion).
+CHAT_TIMINGS = {"CHAT_HEARTBEAT_INTERVAL": 0.2, "CHAT_HEARTBEAT_TTL": 1}
+PROVIDER_ENV = ("ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "MOONSHOT_BASE_URL", "MOONSHOT_API_KEY")
 
 
 @pytest.fixture(autouse=True)
@@ -35,8 +37,8 @@ def _plain_http(settings):
 @pytest.fixture
 def chat_settings(settings):
     """Short timings so tests never wait long (never a timing assertion)."""
-    settings.CHAT_HEARTBEAT_INTERVAL = 0.2
-    settings.CHAT_HEARTBEAT_TTL = 1
+    for name, value in CHAT_TIMINGS.items():
+        setattr(settings, name, value)
     settings.CHAT_SSE_BLOCK_MS = 100
     settings.CHAT_SSE_HEARTBEAT = 0.5
     settings.CHAT_SSE_DB_RECHECK = 1.0
@@ -169,18 +171,23 @@ def stream_deltas(client, message_id) -> list[str]:
     return [f["v"] for _id, f in client.xrange(stream_key(message_id)) if f.get("t") == "d"]
 
 
-@pytest.fixture
-def asgi_server(chat_settings, fake_provider):
-    """uvicorn on a loopback port (port 0, read back by tests/harness.py), serving the test database."""
-    env = worker_subprocess_env(chat_settings)
+@pytest.fixture(scope="module")
+def chat_web_server(django_db_setup, fake_provider_server):
+    """uvicorn on a loopback port (port 0, read back by tests/harness.py), serving the test database; one per
+    test module (starting it is the slowest part of a browser test). Between tests the database is flushed
+    and the chat's Redis keys cleared (`chat_redis`); the server caches no catalog (TTL 0) and keeps no state
+    of its own that a test could see."""
+    env = worker_subprocess_env(django_settings)
+    env.update({name: os.environ[name] for name in PROVIDER_ENV})
+    env.update({name: str(value) for name, value in CHAT_TIMINGS.items()})
     env.update({"DJANGO_ALLOWED_HOSTS": "localhost,127.0.0.1", "DJANGO_SECURE_SSL_REDIRECT": "0",
                 "DJANGO_SECURE_HSTS_SECONDS": "0", "CHAT_SSE_BLOCK_MS": "200", "CHAT_SSE_HEARTBEAT": "2"})
     with start_process(
         [sys.executable, "-m", "uvicorn", "tests.chat.asgi_static:application", "--host", "127.0.0.1", "--port", "0",
-         "--log-level", "info", "--no-access-log"],
+         "--log-level", "info", "--no-access-log", "--timeout-graceful-shutdown", "2"],
         name="uvicorn (chat)", env=env, port_from=listening_port, ready=http_ready("/login/", 200),
     ) as server:
-        yield f"http://localhost:{server.port}"
+        yield server
     # A failing test shows the server's log (tests/conftest.py); a passing one still shows a traceback in it.
     log = server.log_text()
     if "Traceback" in log or "ERROR" in log:
@@ -188,16 +195,28 @@ def asgi_server(chat_settings, fake_provider):
 
 
 @pytest.fixture
+def asgi_server(chat_web_server, chat_settings, fake_provider):
+    """The module's uvicorn, for a test with the fake provider reset and the short timings in place."""
+    return f"http://localhost:{chat_web_server.port}"
+
+
+@pytest.fixture(scope="module")
 def browser():
-    # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still plain sync.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    """Chromium for the module's tests (each page gets its own context). Playwright's sync API runs an event
+    loop in this thread; the tests' own ORM calls are still plain sync (every test of a browser module is a
+    browser test, so the loop running between them disturbs none)."""
     from playwright.sync_api import sync_playwright
 
+    saved = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         yield browser
         browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    if saved is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = saved
 
 
 @pytest.fixture
@@ -226,6 +245,7 @@ def open_page(request, browser, asgi_server, celery_worker):
     ARTIFACTS.mkdir(exist_ok=True)
     for i, page in enumerate(pages):
         page.screenshot(path=str(ARTIFACTS / f"chat-{request.node.name}-{i}.png"), full_page=True)
+        page.context.close()  # the browser outlives the test: its pages' event streams end here
     assert [e for e in errors if not any(expected in e for expected in open_as.expected_errors)] == []
 
 
