@@ -14,9 +14,8 @@ A token outlives what it proves (6 h), so before the stream opens one Lua script
 revocation.py): is the session still in the cache (logout, expiry and flush delete it), is the tenant not
 suspended, has the user not left the tenant or changed their password since the token was made? Any "no",
 and a Redis error, hands the request to Django's view, which decides from the session and the database: the
-check can only send a stream the slow way, never open one. It costs one round trip: 0.09 ms median, 0.17 ms
-p90 for the check alone against the machine's Redis (3,000 calls on one event loop, the 2-core machine loaded),
-against a stream's ~40 ms from Enter to the first word (bench/README.md, "Chat").
+check can only send a stream the slow way, never open one. It costs one Redis round trip, small beside a
+stream's time from Enter to the first word (bench/chat_latency.py; figures in bench/README.md, "Chat").
 """
 
 import asyncio
