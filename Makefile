@@ -12,7 +12,9 @@ venv: $(STAMP)
 # Reinstalls only when the dependencies or the venv script change, so an unchanged tree goes straight on.
 $(STAMP): pyproject.toml scripts/make-venv.sh
 	@PYTHON="$(PYTHON)" bash scripts/make-venv.sh $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@# uv installs what pip would (same resolver inputs, same versions), in parallel: seconds instead of minutes.
+	$(PY) -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -e '.[dev]'
 	@touch $@
 
 # DEV_ARGS passes options on, e.g. make dev DEV_ARGS="--port 8001".
