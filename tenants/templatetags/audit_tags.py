@@ -1,10 +1,10 @@
 """Audit actions in words: `{% load audit_tags %}{{ event.action|audit_action }}` shows "API key created" for
 `api_key.create`, on the workspace's activity log and the staff audit log alike. One list of labels, kept
-with the staff audit page's (tenants/views/staff_labels.py); a code without a label still reads as words."""
+with the staff audit page's (tenants/audit_labels.py); a code without a label still reads as words."""
 
 from django import template
 
-from ..views.staff_labels import action_label
+from ..audit_labels import action_label
 
 register = template.Library()
 

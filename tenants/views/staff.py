@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from ..access import platform_admin_required
+from ..audit_labels import action_label
 from ..forms import TenantPlanForm, TenantStatusForm
 from ..models import Plan, Tenant
 from ..selectors import (
@@ -24,7 +25,6 @@ from ..selectors import (
 )
 from ..services import tenant_change_plan, tenant_set_status
 from ._util import get_or_404, safe_next
-from .staff_labels import action_label
 
 
 @platform_admin_required

@@ -147,7 +147,7 @@ def test_every_staff_page_links_the_others(platform_admin, login, path):
 
 
 def test_audit_actions_read_as_words():
-    from tenants.views.staff_labels import action_label
+    from tenants.audit_labels import action_label
 
     assert action_label("tenant.suspend") == "Workspace suspended"
     assert action_label("plan.change") == "Plan edited"
