@@ -11,12 +11,16 @@ from __future__ import annotations
 import math
 from decimal import ROUND_HALF_UP, Decimal
 
+import orjson
 from django.conf import settings
 
-from .types import ChatRequest, Prices, Usage
+from .types import ChatRequest, ImageBlock, Prices, ToolResultBlock, Usage
 
 COST_PLACES = Decimal("0.0000000001")
 MILLION = Decimal(1_000_000)
+# What one image can cost in prompt tokens, at most about: Anthropic counts width × height / 750 and scales an
+# image down to about 1.15 megapixels first (≈ 1,600 tokens); OpenAI's high detail stays below that too.
+IMAGE_TOKENS_MAX = 1_600
 
 
 def price_usage(*, prices: Prices, usage: Usage) -> Decimal:
@@ -37,9 +41,29 @@ def estimate_tokens(text: str) -> int:
 
 
 def estimate_prompt_tokens(request: ChatRequest) -> int:
+    """The prompt's text tokens: system, messages (their text rendition includes tool calls and results), the
+    tool definitions and a response schema, which the provider counts as prompt too. Images are not counted
+    here (see `count_images`): this estimate also stands in for input a provider never reported, and a guess
+    per image would bill more than a small image costs."""
     chars = len(request.system or "") + sum(len(m.content) for m in request.messages)
+    for tool in request.tools or ():
+        chars += len(tool.name) + len(tool.description or "") + len(orjson.dumps(tool.parameters))
+    if request.response_format is not None and request.response_format.schema is not None:
+        chars += len(orjson.dumps(request.response_format.schema))
     # A few tokens of framing per message (role markers), as providers count them.
     return math.ceil(chars / 4) + 4 * len(request.messages)
+
+
+def count_images(request: ChatRequest) -> int:
+    """How many images the prompt carries (in messages and in tool results)."""
+    images = 0
+    for message in request.messages:
+        for block in message.blocks or ():
+            if isinstance(block, ImageBlock):
+                images += 1
+            elif isinstance(block, ToolResultBlock) and not isinstance(block.content, str):
+                images += sum(isinstance(part, ImageBlock) for part in block.content)
+    return images
 
 
 def request_max_tokens(request: ChatRequest) -> int:
@@ -50,7 +74,7 @@ def estimate_max_cost(*, tenant, tier: str, request: ChatRequest) -> Decimal:
     """An upper bound of the provider cost of `request` on `tier`, for a budget reservation: the most expensive
     endpoint of the tier's chain (and of the Auto chain, which a MAX request may be downgraded to, and of the
     MAX chain, which smart Auto may escalate an Auto request to), with the whole prompt priced as cache writes
-    or input (whichever is dearer) and max_tokens of output.
+    or input (whichever is dearer), each image as IMAGE_TOKENS_MAX, and max_tokens of output.
 
     Sync (may load the catalog from the database); call through sync_to_async from async code.
     """
@@ -60,7 +84,7 @@ def estimate_max_cost(*, tenant, tier: str, request: ChatRequest) -> Decimal:
     slugs = set(catalog.chains.get(tier, ())) | set(catalog.chains.get("auto", ()))
     if tier == "auto" and tenant.escalation_level > 0:
         slugs |= set(catalog.chains.get("max", ()))
-    prompt = estimate_prompt_tokens(request)
+    prompt = estimate_prompt_tokens(request) + IMAGE_TOKENS_MAX * count_images(request)
     output = request_max_tokens(request)
     worst = Decimal(0)
     for slug in slugs:
