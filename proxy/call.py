@@ -19,6 +19,7 @@ in the background as before). A row that cannot be written (the database is down
 died with a restart) goes to the outbox at once (`metering.record_later`: fsynced to the local spool, shared
 through Redis), and the outbox writes it under the same key once the database answers — exactly one row, with the
 real tokens. Only if the outbox cannot keep it either is it logged with everything needed to replay it.
+Rows of calls ending together share one write (proxy/usage_writer.py).
 
 The money goes through `routing.metering`, the one metering path the chat's turns take too: the handler holds
 (`metering.ahold`), a call records its row (`metering.record`) or releases the hold (`metering.release`).
@@ -44,6 +45,7 @@ from routing.errors import (
 from routing.types import Done, Routed, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
 from . import formatting as fmt
+from . import usage_writer
 from .auth import KeyIdentity
 from .errors import ProxyError
 from .parsing import ParsedCall
@@ -98,9 +100,13 @@ def _record_usage_sync(*, identity: KeyIdentity, request_id: str, result, end_us
     return row.billed if row is not None else Decimal("0")
 
 
-# Not thread-sensitive: concurrent requests write their rows on several threads (each with a pooled connection)
-# instead of queueing behind one thread's commits.
-_record_usage = sync_to_async(_record_usage_sync, thread_sensitive=False)
+# The rows of calls that end together are written together (proxy/usage_writer.py): one thread hop and one
+# commit for all of them.
+_usage_writers = usage_writer.per_loop(_record_usage_sync)
+
+
+async def _record_usage(**row) -> Decimal:
+    return await _usage_writers.get().record(**row)
 # A failed call's release runs on a thread too: one Redis call, on the failure path only, so the one sync
 # `metering.release` serves the chat and the proxy alike.
 _release = sync_to_async(metering.release, thread_sensitive=False)
