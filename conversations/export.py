@@ -22,6 +22,18 @@ MESSAGE_FIELDS = ("id", "role", "content", "status", "parent_id", "version_of_id
                   "output_estimated", "cost", "billed", "error", "created_at", "finished_at")
 
 
+def _totals(messages: list[Message]) -> dict:
+    """Every answer counted, every version too: each was billed."""
+    answers = [m for m in messages if m.role == Message.ROLE_ASSISTANT]
+    return {
+        "answers": len(answers),
+        "input_tokens": sum(m.input_tokens for m in answers),
+        "output_tokens": sum(m.output_tokens for m in answers),
+        "cost": sum((m.cost for m in answers), Decimal("0")),
+        "billed": sum((m.billed for m in answers), Decimal("0")),
+    }
+
+
 def export_data(*, conversation: Conversation, messages: list[Message]) -> dict:
     turns = selectors.turns_from(messages)
     shown = {m.pk for t in turns for m in (t.question, t.answer) if m is not None}
@@ -32,28 +44,20 @@ def export_data(*, conversation: Conversation, messages: list[Message]) -> dict:
         row["model"] = m.upstream_model or m.endpoint
         row["shown"] = m.pk in shown
         rows.append(row)
-    answers = [m for m in messages if m.role == Message.ROLE_ASSISTANT]
     return {
         "conversation": {"id": conversation.pk, "title": conversation.title, "tier": conversation.tier,
                          "instructions": conversation.instructions, "created_at": conversation.created_at,
                          "updated_at": conversation.updated_at},
         "exported_at": timezone.now(),
         "messages": rows,
-        "totals": {
-            "answers": len(answers),
-            "input_tokens": sum(m.input_tokens for m in answers),
-            "output_tokens": sum(m.output_tokens for m in answers),
-            "cost": sum((m.cost for m in answers), Decimal("0")),
-            "billed": sum((m.billed for m in answers), Decimal("0")),
-        },
+        "totals": _totals(messages),
     }
 
 
 def export_markdown_text(*, conversation: Conversation, messages: list[Message]) -> str:
-    data = export_data(conversation=conversation, messages=messages)
-    totals = data["totals"]
+    totals = _totals(messages)
     lines = [f"# {conversation.title}", "",
-             f"Exported from KiwiClaw on {timezone.localtime(data['exported_at']):%Y-%m-%d %H:%M}. "
+             f"Exported from KiwiClaw on {timezone.localtime():%Y-%m-%d %H:%M}. "
              f"Tier: {conversation.get_tier_display()}. {totals['answers']} answer(s), "
              f"{totals['input_tokens']:,} input and {totals['output_tokens']:,} output tokens, billed "
              f"{usd(totals['billed'])} (every version counted).", ""]

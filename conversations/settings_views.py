@@ -2,6 +2,7 @@
 admins, /chat/settings/, linked from the workspace settings page). Thin: parse, call conversations.instructions,
 render."""
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
@@ -27,6 +28,8 @@ def conversation_instructions(request, conversation_id):
         context["draft"] = request.POST.get("instructions", "")
     if request.htmx:
         return render(request, f"{TEMPLATE}#instructions", context, status=422 if "error" in context else 200)
+    if "error" in context:  # without htmx the refusal still reaches the person, on the page they go back to
+        messages.error(request, context["error"])
     return redirect(conversation)
 
 

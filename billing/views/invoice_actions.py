@@ -9,6 +9,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from tenants.views._util import add_service_errors
+
 from ..forms import CreditNoteForm, ReasonForm
 from ..invoice_actions import credit_note_issue, credited_total, invoice_finalize, invoice_void
 from .finance import _invoice, finance_required
@@ -25,14 +27,6 @@ def manage_invoices_required(view):
         return view(request, *args, **kwargs)
 
     return wrapper
-
-
-def _add_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.message_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 @manage_invoices_required
@@ -56,7 +50,7 @@ def invoice_void_view(request, invoice_id):
         try:
             invoice_void(invoice=invoice, reason=form.cleaned_data["reason"], actor=request.user)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"{invoice.display_number} of {invoice.tenant.name} is void.")
             return redirect("finance_invoice", invoice_id=invoice.pk)
@@ -74,7 +68,7 @@ def credit_note_create_view(request, invoice_id):
             note = credit_note_issue(invoice=invoice, reason=form.cleaned_data["reason"],
                                      lines=form.cleaned_data["lines"], actor=request.user)
         except ValidationError as exc:
-            _add_errors(form, exc)
+            add_service_errors(form, exc)
         else:
             messages.success(request, f"Credit note {note.display_number} issued: {note.total:,} USD on "
                                       f"{invoice.display_number}.")

@@ -87,3 +87,13 @@ def test_the_model_receives_them_as_the_system_prompt(fake_provider, celery_work
         request.get("system") == "Always be polite.\n\nAnswer in French."
     # The fake counts words + 1 per message, and the system prompt's words: its 6 words are billed input.
     assert Message.objects.get(pk=answer.pk).input_tokens == 2 + 1 + 6
+
+
+@pytest.mark.django_db
+def test_without_htmx_a_refused_instruction_is_said_on_the_page_it_returns_to(client, alice, alice_chat):
+    client.force_login(alice)
+    response = client.post(reverse("conversations:instructions", args=[alice_chat.pk]),
+                           {"instructions": "x" * (instructions.MAX_INSTRUCTIONS_CHARS + 1)}, follow=True)
+    assert response.redirect_chain and "at most 8,000 characters" in response.content.decode()
+    alice_chat.refresh_from_db()
+    assert alice_chat.instructions == ""
