@@ -206,9 +206,15 @@ def test_metrics_after_real_traffic_has_every_named_series(served, fake_provider
               cookies={settings.SESSION_COOKIE_NAME: session_key}, timeout=30)
     assert httpx.get(f"{served.url}/healthz", timeout=10).status_code == 200
 
-    families = _wait(lambda: (f := _scrape(served.url)) and _value(
-        f, "kiwiclaw_usage_rows_month", tenant="acme", source="api") == calls and f,
-        what="the ledger rows in /metrics")
+    # A call's request is observed when its entry point returns, a moment after its usage row is committed
+    # (the row is awaited first): wait for both.
+    def settled(f):
+        observed = [s.value for s in f.get("kiwiclaw_request_duration_seconds", ())
+                    if s.name.endswith("_count") and s.labels.get("route") == "proxy:chat-completions"]
+        return _value(f, "kiwiclaw_usage_rows_month", tenant="acme", source="api") == calls and sum(observed) >= calls
+
+    families = _wait(lambda: (f := _scrape(served.url)) and settled(f) and f,
+                     what="the ledger rows and the proxied requests in /metrics")
 
     # Request latency per route, summed over both server processes (whichever one answered the scrape).
     assert _value(families, "kiwiclaw_request_duration_seconds_count", route="proxy:chat-completions",
