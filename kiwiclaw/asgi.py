@@ -7,6 +7,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kiwiclaw.settings")
 
 django_application = get_asgi_application()
 
+# The URLconf imports every app's views (the smart router's model libraries among them): load it now rather
+# than inside a worker's first request, which the metrics label resolves, and before proxy.asgi freezes what
+# the process holds.
+from django.urls import get_resolver  # noqa: E402
+
+get_resolver().url_patterns  # noqa: B018 - loading it is the point
+
 # /v1 (the LLM proxy) goes to its own small ASGI entry ahead of Django's middleware stack, which does nothing
 # for API-key requests and costs about half the throughput (see proxy/asgi.py, bench/README.md).
 # PROXY_RAW_ASGI=0 serves /v1 through Django's URLconf instead (same handler), e.g. to compare.
