@@ -9,7 +9,7 @@ slip past the last dollar.
 
 The ledger is the truth and Redis a cache of it: a missing spend counter is seeded from SUM(billed); each
 usage row settles its reservation and adds its billed amount after commit; `budget_reconcile_all_tenants`
-(Celery beat) rewrites counters that drifted (a process that died between commit and settle).
+(billing/reconcile.py, Celery beat) rewrites counters that drifted (a process that died between commit and settle).
 
 `cost` passed to `budget_reserve` is the request's estimated maximum *provider* cost (routing's
 `estimate_max_cost`); the plan's markup is applied here, because the cap is in billed USD.
@@ -33,13 +33,14 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import redis
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Sum
 
-from infra.redis import Script, redis_async, redis_sync
+from infra.redis import Script, arun_scripts, redis_async, redis_sync
 from tenants.models import Plan, Tenant
 
-from . import budget_lua, money, spend_limits
+from . import budget_lua, money
 from .models import UsageRecord
 from .months import month_bounds, month_start, next_month
 from .spend_limits import SpendLimit, key_spend_limit, member_spend_limit  # noqa: F401 (the budget's API)
@@ -100,7 +101,6 @@ def _reservation_ttl_ms() -> int:
 _RESERVE = Script(budget_lua.RESERVE)
 _SETTLE = Script(budget_lua.SETTLE)
 _RELEASE = Script(budget_lua.RELEASE)
-_RECONCILE = Script(budget_lua.RECONCILE)
 _WATCH_SET = Script(budget_lua.WATCH_SET)
 
 
@@ -322,30 +322,55 @@ async def abudget_release(*, tenant: Tenant, key: str) -> None:
         logger.warning("budget release failed for %s; the hold lapses after its TTL", key, exc_info=True)
 
 
+def _settle_call(*, tenant_id: int, key: str, billed: Decimal, recorded_at: datetime):
+    """The settle script's call for one row, and the month it counts in."""
+    month = month_start(recorded_at)
+    keys = _keys(tenant_id, month).as_list() + [_hold_key(tenant_id, key), watch_key(tenant_id, month)]
+    return month, (_SETTLE, keys, [key, money.to_units(billed), WATCH_CLAIM_SECONDS])
+
+
 def budget_settle(*, tenant_id: int, key: str, billed: Decimal, recorded_at: datetime) -> None:
     """Called by `usage_record` after commit: end the hold (in every scope it took) and count the billed amount
     in its month; tell the spend watchers when the workspace's spend reached their mark.
 
     A Redis failure here is logged, not raised: the row is in the ledger, and reconciliation repairs the cache.
     """
-    month = month_start(recorded_at)
-    keys = _keys(tenant_id, month).as_list() + [_hold_key(tenant_id, key), watch_key(tenant_id, month)]
+    month, (script, keys, args) = _settle_call(tenant_id=tenant_id, key=key, billed=billed, recorded_at=recorded_at)
     try:
-        _spend, watched = _SETTLE.run(keys, [key, money.to_units(billed), WATCH_CLAIM_SECONDS])
+        _spend, watched = script.run(keys, args)
     except (redis.RedisError, OSError):
         logger.exception("budget settle failed for %s; the reconcile task will repair tenant %s", key, tenant_id)
         return
     if watched:
-        for watcher in _watchers:
-            try:
-                watcher(tenant_id, month)
-            except Exception:
-                logger.exception("spend watcher %r failed for tenant %s", watcher, tenant_id)
+        _tell_watchers(tenant_id, month)
+
+
+async def abudget_settle(rows: Sequence[UsageRecord]) -> None:
+    """`budget_settle` for usage rows just committed, from an event loop: one round trip for all of them."""
+    calls = [_settle_call(tenant_id=r.tenant_id, key=r.key, billed=r.billed, recorded_at=r.recorded_at)
+             for r in rows]
+    try:
+        replies = await arun_scripts(*(call for _, call in calls))
+    except (redis.RedisError, OSError):
+        logger.exception("budget settle failed for %s; the reconcile task will repair their tenants",
+                         ", ".join(r.key for r in rows))
+        return
+    for row, (month, _), (_spend, watched) in zip(rows, calls, replies, strict=True):
+        if watched:
+            await sync_to_async(_tell_watchers)(row.tenant_id, month)
 
 
 # --- spend watchers ----------------------------------------------------------------------------------------
 
 _watchers: list[Callable[[int, date], None]] = []
+
+
+def _tell_watchers(tenant_id: int, month: date) -> None:
+    for watcher in _watchers:
+        try:
+            watcher(tenant_id, month)
+        except Exception:
+            logger.exception("spend watcher %r failed for tenant %s", watcher, tenant_id)
 
 
 def budget_watch_register(watcher: Callable[[int, date], None]) -> None:
@@ -369,32 +394,3 @@ def budget_watch_reset(*, tenant_id: int, month: date | None = None) -> None:
         redis_sync().delete(watch_key(tenant_id, month or month_start()))
     except (redis.RedisError, OSError):
         logger.warning("could not reset the spend watch of tenant %s", tenant_id, exc_info=True)
-
-
-def budget_reconcile_all_tenants(*, month: date | None = None) -> int:
-    """Rewrite every cached spend counter of the month (workspaces, members, keys) that disagrees with the ledger.
-    Returns how many changed.
-
-    Reads each counter before summing the ledger and writes only if the counter is unchanged since, so a row
-    settled meanwhile is never lost (that counter is retried on the next run).
-    """
-    month = month or month_start()
-    changed = spend_limits.limit_counters_reconcile(month=month, ttl_seconds=SPEND_TTL_SECONDS)
-    client = redis_sync()
-    if not (keys := list(client.scan_iter(match=f"kc:budget:spend:*:{month:%Y%m}", count=1000))):
-        return changed
-    before = client.mget(keys)
-    tenant_ids = [int(k.split(":")[3]) for k in keys]
-    start, end = month_bounds(month)
-    sums = dict(
-        UsageRecord.objects.filter(tenant_id__in=tenant_ids, recorded_at__gte=start, recorded_at__lt=end)
-        .values("tenant_id").annotate(s=Sum("billed")).values_list("tenant_id", "s")
-    )
-    for key, tenant_id, old in zip(keys, tenant_ids, before, strict=True):
-        if old is None:
-            continue
-        truth = money.to_units(sums.get(tenant_id) or money.ZERO)
-        if int(old) != truth:
-            changed += _RECONCILE.run([key], [old, truth, SPEND_TTL_SECONDS])
-            logger.warning("budget counter %s drifted: %s units cached, %s in the ledger", key, int(old), truth)
-    return changed

@@ -5,7 +5,7 @@ import logging
 
 from celery import shared_task
 
-from . import budget, outbox, selectors, services
+from . import outbox, reconcile, selectors, services
 from .months import month_start
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def finalize_ended_months() -> int:
 @shared_task(name="billing.reconcile_budgets")
 def reconcile_budgets() -> int:
     """Repair budget counters in Redis that drifted from the ledger."""
-    return budget.budget_reconcile_all_tenants()
+    return reconcile.budget_reconcile_all_tenants()
 
 
 @shared_task(name="billing.drain_outbox", ignore_result=True, acks_late=False)
