@@ -5,6 +5,7 @@ Both are re-exported here, so `billing.services` stays the one place callers imp
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -32,7 +33,7 @@ MAX_TOKENS = 2**31 - 1
 
 # --- the usage ledger ----------------------------------------------------------------------------------------
 
-_INSERT_USAGE = """
+INSERT_USAGE = """
 INSERT INTO billing_usagerecord (
     tenant_id, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, output_estimated,
@@ -43,6 +44,13 @@ INSERT INTO billing_usagerecord (
 ON CONFLICT (key) DO NOTHING
 RETURNING id, recorded_at
 """
+
+
+@dataclass
+class UsageInsert:
+    """One checked usage row: the unsaved record, and INSERT_USAGE's parameters for it."""
+    record: UsageRecord
+    params: list
 
 
 def _validate_route(*, requested_tier, route_score, route_threshold, route_escalated, router_version,
@@ -89,7 +97,7 @@ def _validate_usage(*, source, key, tier, endpoint_slug, provider, tokens: dict,
     return clean
 
 
-def usage_record(
+def usage_insert(
     *,
     tenant: Tenant,
     source: str,
@@ -116,15 +124,13 @@ def usage_record(
     router_version: str = "",
     counterfactual_cost: Decimal | None = None,
     end_user: str | None = None,
-) -> UsageRecord:
-    """Append one usage row; idempotent on `key` (a repeat returns the first row and changes nothing).
-
-    Safe across processes: the unique index on `key` decides (INSERT ... ON CONFLICT DO NOTHING), and a writer
-    racing an uncommitted insert of the same key waits for it. May be called inside the caller's transaction;
-    the budget reservation under the same key is settled after that transaction commits. Bad input raises
-    ValidationError and writes nothing. The routing facts (requested tier, smart Auto's decision, the
-    counterfactual MAX cost) are optional: routing.metering fills them. `end_user` is the tenant's own end-user id
-    an API client sent (the proxy validated it), or None.
+) -> UsageInsert:
+    """Check one usage row and map it to its ledger columns, without touching the database: the statement
+    (`INSERT_USAGE`) and its parameters, and the unsaved record. `usage_record` executes it on Django's connection,
+    the proxy's usage writer on the event loop's own (proxy/usage_writer.py). Bad input raises ValidationError.
+    The routing facts (requested tier, smart Auto's decision, the counterfactual MAX cost) are optional:
+    routing.metering fills them. `end_user` is the tenant's own end-user id an API client sent (the proxy
+    validated it), or None.
     """
     route_errors: dict = {}
     _validate_route(requested_tier=requested_tier, route_score=route_score, route_threshold=route_threshold,
@@ -157,26 +163,51 @@ def usage_record(
         router_version=router_version, counterfactual_cost=counterfactual_cost, end_user=end_user,
         **tokens, **{name: clean[name] for name in PRICE_FIELDS},
     )
+    return UsageInsert(record=record, params=[
+        tenant.pk, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
+        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, record.output_estimated,
+        *(getattr(record, name) for name in PRICE_FIELDS), record.cost, markup, record.billed,
+        requested_tier, route_score, route_threshold, route_escalated, router_version, counterfactual_cost,
+        end_user,
+    ])
+
+
+def usage_record(**row) -> UsageRecord:
+    """Append one usage row (the keyword arguments of `usage_insert`); idempotent on `key` (a repeat returns the
+    first row and changes nothing).
+
+    Safe across processes: the unique index on `key` decides (INSERT ... ON CONFLICT DO NOTHING), and a writer
+    racing an uncommitted insert of the same key waits for it. May be called inside the caller's transaction;
+    the budget reservation under the same key is settled after that transaction commits. Bad input raises
+    ValidationError and writes nothing.
+    """
+    insert = usage_insert(**row)
+    record = insert.record
     # One statement, no transaction block of its own: the INSERT is atomic by itself, and outside a caller's
     # transaction it commits at once (autocommit) — one round trip to Postgres instead of BEGIN, INSERT,
     # COMMIT. Inside a caller's transaction it simply joins it, and on_commit waits for that commit.
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_USAGE, [
-            tenant.pk, source, key, user_id, api_key_id, endpoint_slug, provider, tier,
-            input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, record.output_estimated,
-            *(getattr(record, name) for name in PRICE_FIELDS), record.cost, markup, record.billed,
-            requested_tier, route_score, route_threshold, route_escalated, router_version, counterfactual_cost,
-            end_user,
-        ])
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(INSERT_USAGE, insert.params)
+        inserted = cursor.fetchone()
+    if inserted is None:
         # The conflicting row is committed (ON CONFLICT waited for its writer), so this read sees it.
-        existing = UsageRecord.objects.get(key=key)
-        if existing.tenant_id != tenant.pk:
-            raise ValidationError({"key": "This usage key belongs to another tenant."})
-        return existing
-    record.pk, record.recorded_at = row
-    record._state.adding = False
+        return usage_existing(record, UsageRecord.objects.get(key=record.key))
+    usage_inserted(record, inserted)
     transaction.on_commit(lambda: budget_settle(
-        tenant_id=tenant.pk, key=key, billed=record.billed, recorded_at=record.recorded_at))
+        tenant_id=record.tenant_id, key=record.key, billed=record.billed, recorded_at=record.recorded_at))
     return record
+
+
+def usage_inserted(record: UsageRecord, inserted) -> UsageRecord:
+    """`record` with the id and time INSERT_USAGE returned for it."""
+    record.pk, record.recorded_at = inserted
+    record._state.adding = False
+    return record
+
+
+def usage_existing(record: UsageRecord, existing: UsageRecord) -> UsageRecord:
+    """The row already in the ledger under `record`'s key (a repeat): returned as the answer, if it is the same
+    tenant's."""
+    if existing.tenant_id != record.tenant_id:
+        raise ValidationError({"key": "This usage key belongs to another tenant."})
+    return existing

@@ -2,7 +2,7 @@
 
 A client that goes away cannot cut the bookkeeping short: the stream is told to stop (`should_stop`), the core
 ends it with `Done(cancelled)` carrying the tokens so far (estimated where the provider had not reported them),
-and the usage row is written exactly once (`routing.metering.record` is idempotent on its key).
+and the usage row is written exactly once (`routing.metering.arecord` is idempotent on its key).
 
 The usage row is written after the answer, not before it: its commit (a Postgres round trip waiting on the
 WAL flush, plus a thread hop and the budget settle) was the largest part of what the proxy added to a call
@@ -19,10 +19,11 @@ in the background as before). A row that cannot be written (the database is down
 died with a restart) goes to the outbox at once (`metering.record_later`: fsynced to the local spool, shared
 through Redis), and the outbox writes it under the same key once the database answers — exactly one row, with the
 real tokens. Only if the outbox cannot keep it either is it logged with everything needed to replay it.
-Rows of calls ending together share one write (proxy/usage_writer.py).
+The row is written on the event loop (`metering.arecord`, billing/usage_writer.py: the loop's own connection,
+no thread hop), and rows of calls ending together share one transaction.
 
 The money goes through `routing.metering`, the one metering path the chat's turns take too: the handler holds
-(`metering.ahold`), a call records its row (`metering.record`) or releases the hold (`metering.release`).
+(`metering.ahold`), a call records its row (`metering.arecord`) or releases the hold (`metering.release`).
 """
 
 import asyncio
@@ -30,7 +31,7 @@ import logging
 from decimal import Decimal
 
 from asgiref.sync import sync_to_async
-from django.db import InterfaceError, OperationalError, connection
+from django.db import InterfaceError, OperationalError
 
 from billing import money
 from routing import metering
@@ -45,7 +46,6 @@ from routing.errors import (
 from routing.types import Done, Routed, TextDelta, ToolCallDelta, ToolCallStart, Usage
 
 from . import formatting as fmt
-from . import usage_writer
 from .auth import KeyIdentity
 from .errors import ProxyError
 from .parsing import ParsedCall
@@ -86,27 +86,6 @@ def route_facts(request_id: str, result) -> fmt.RouteFacts:
                           route=result.smart.header if result.smart is not None else "fixed")
 
 
-def _record_usage_sync(*, identity: KeyIdentity, request_id: str, result, end_user: str | None = None) -> Decimal:
-    try:
-        row = metering.record(tenant=identity.tenant, source="api", key=usage_key(request_id),
-                              user_id=identity.user_id, api_key_id=identity.key_id, result=result,
-                              end_user=end_user)
-    except (InterfaceError, OperationalError):
-        # Runs on an executor thread outside Django's request cycle, which keeps its connection between calls
-        # (a round trip cheaper than handing it back to the pool each time); a broken one is dropped here so
-        # the next call on this thread opens a fresh one.
-        connection.close()
-        raise
-    return row.billed if row is not None else Decimal("0")
-
-
-# The rows of calls that end together are written together (proxy/usage_writer.py): one thread hop and one
-# commit for all of them.
-_usage_writers = usage_writer.per_loop(_record_usage_sync)
-
-
-async def _record_usage(**row) -> Decimal:
-    return await _usage_writers.get().record(**row)
 # A failed call's release runs on a thread too: one Redis call, on the failure path only, so the one sync
 # `metering.release` serves the chat and the proxy alike.
 _release = sync_to_async(metering.release, thread_sensitive=False)
@@ -161,8 +140,10 @@ class Call:
 
     async def _record(self, result, billed: Decimal) -> None:
         try:
-            stored = await _record_usage(identity=self.identity, request_id=self.request_id, result=result,
-                                         end_user=self.call.end_user)
+            row = await metering.arecord(tenant=self.identity.tenant, source="api", key=usage_key(self.request_id),
+                                         user_id=self.identity.user_id, api_key_id=self.identity.key_id,
+                                         result=result, end_user=self.call.end_user)
+            stored = row.billed if row is not None else Decimal("0")
         except (InterfaceError, OperationalError) as exc:
             await _record_later(tenant=self.identity.tenant, source="api", key=usage_key(self.request_id),
                                 user_id=self.identity.user_id, api_key_id=self.identity.key_id, result=result,

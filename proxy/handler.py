@@ -2,7 +2,7 @@
 
     key (cached) → tenant active → parse → tier/model in plan → rate limits (Redis) → budget hold
     (routing.metering.ahold, key api:<request id>) → the routed call (`call.Call`: route_complete /
-    route_stream in a task of its own) → answer in the caller's protocol → usage row (metering.record) and token
+    route_stream in a task of its own) → answer in the caller's protocol → usage row (metering.arecord) and token
     settle, after the answer; a call that fails before any text releases its hold instead.
 
 Why the call runs detached from the request and writes its row after the answer: see call.py.

@@ -8,7 +8,8 @@ same key, and the row's unique key is what makes a second record of the same cal
 
 `usage_row(result)` gives every ledger column a result decides (the answering endpoint, its prices and cost,
 the tokens, the requested tier, smart Auto's decision and the counterfactual MAX cost); `record` adds who and
-what the row is for (tenant, source, key, user, API key) and hands it to `billing.services.usage_record`.
+what the row is for (tenant, source, key, user, API key) and hands it to `billing.services.usage_record` (the chat
+turn, sync); `arecord` hands the same row to `billing.usage_writer` (the proxy, on its event loop).
 
 When the database cannot take the row at the end of an answer, `record_later` keeps the complete record in the
 outbox (`billing.outbox`, kind `usage`, under the same key) and the outbox applies it through `record` once the
@@ -26,7 +27,7 @@ from decimal import Decimal
 
 from asgiref.sync import sync_to_async
 
-from billing import outbox
+from billing import outbox, usage_writer
 from billing.budget import BudgetExceeded, SpendLimit, abudget_reserve, budget_release, budget_reserve
 from billing.services import usage_record
 from billing.spend_limits import member_spend_limit
@@ -93,12 +94,33 @@ def record(*, tenant, source: str, key: str, user_id: int | None, api_key_id: in
     """Write the call's one usage row, priced at the endpoint that answered, and settle its hold (after commit).
     Idempotent on `key`. Returns the UsageRecord, or None for a result no endpoint answered (nothing to price).
 
-    Sync: inside a caller's transaction the row commits with it; from async code call it through
-    sync_to_async."""
+    Sync: inside a caller's transaction the row commits with it. From an event loop, `arecord`."""
     if not result.endpoint or result.prices is None:
         return None
-    return usage_record(tenant=tenant, source=source, key=key, user_id=user_id, api_key_id=api_key_id,
-                        end_user=end_user, **usage_row(result))
+    return usage_record(**usage_kwargs(tenant=tenant, source=source, key=key, user_id=user_id,
+                                       api_key_id=api_key_id, result=result, end_user=end_user))
+
+
+async def arecord(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None,
+                  result: RouteResult, end_user: str | None = None):
+    """`record` on an event loop, for the proxy: the same row, written on the loop's own connection together
+    with the rows of calls ending at the same moment (billing.usage_writer). Twin of `record` because a thread
+    hop per row cost the proxy more than the write (bench/proxy_latency.py); only a stale catalog (the
+    counterfactual's MAX prices) needs a thread. Raises `django.db.OperationalError` when the database is
+    unavailable (the caller keeps the row with `record_later`)."""
+    if not result.endpoint or result.prices is None:
+        return None
+    who = {"tenant": tenant, "source": source, "key": key, "user_id": user_id, "api_key_id": api_key_id,
+           "result": result, "end_user": end_user}
+    row = usage_kwargs(**who) if catalog_cached() is not None else await sync_to_async(usage_kwargs)(**who)
+    return await usage_writer.arecord(row)
+
+
+def usage_kwargs(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None,
+                 result: RouteResult, end_user: str | None = None) -> dict:
+    """`usage_record`'s keyword arguments for a call: who and what the row is for, and what its result decides."""
+    return {"tenant": tenant, "source": source, "key": key, "user_id": user_id, "api_key_id": api_key_id,
+            "end_user": end_user, **usage_row(result)}
 
 
 def record_later(*, tenant, source: str, key: str, user_id: int | None, api_key_id: int | None,

@@ -1,5 +1,5 @@
-"""infra's shared clients: one sync Redis client per process, one async Redis client and one provider HTTP client
-per event loop, and a number of Redis pools and connections that does not grow with the calls made."""
+"""infra's shared clients: one sync Redis client per process, one async Redis client, one provider HTTP client
+and one async Postgres pool (infra.db.aio) per event loop, and a number of Redis pools and connections that does not grow with the calls made."""
 
 import asyncio
 import os
@@ -11,6 +11,7 @@ import redis
 import redis.asyncio as aredis
 
 from billing.budget import abudget_release, abudget_reserve, budget_release, budget_reserve
+from infra.db.aio import aclose_pool, apool
 from infra.http import aclose_provider_client, provider_client
 from infra.redis import Script, aclose_redis, arun_scripts, redis_async, redis_sync
 from kiwiclaw.health import _check_redis
@@ -36,18 +37,23 @@ def _in_new_loop(coro_fn):
     return out["value"]
 
 
+@pytest.mark.django_db(transaction=True)
 def test_the_same_loop_gets_the_same_clients_and_two_loops_get_two():
     async def clients():
-        first = (redis_async(), provider_client())
+        first = (redis_async(), provider_client(), await apool())
         await asyncio.sleep(0)
-        assert (redis_async(), provider_client()) == first
+        assert (redis_async(), provider_client(), await apool()) == first
+        async with first[2].connection() as conn:  # the Postgres pool opens on first use and answers
+            assert (await (await conn.execute("SELECT 1")).fetchone()) == (1,)
         await aclose_redis()
         await aclose_provider_client()
+        await aclose_pool()
         return first
 
     one, two = _in_new_loop(clients), _in_new_loop(clients)
     assert one[0] is not two[0] and one[0].connection_pool is not two[0].connection_pool
     assert one[1] is not two[1]
+    assert one[2] is not two[2]
 
 
 def test_the_sync_client_is_one_per_process_whatever_the_thread():
