@@ -217,6 +217,9 @@ OUTBOX_RETRY_INTERVAL = env.float("OUTBOX_RETRY_INTERVAL", default=1.0)
 BILLING_FINALIZE_GRACE_SECONDS = env.int("BILLING_FINALIZE_GRACE_SECONDS", default=3600)
 # Longer than any request's deadline: a hold outliving its request only means a crashed request's hold lapses.
 BILLING_RESERVATION_TTL_SECONDS = env.float("BILLING_RESERVATION_TTL_SECONDS", default=600.0)
+# The proxy's usage rows (billing/usage_writer.py): an idle writer waits this long for the rows of other calls
+# ending meanwhile, so they share one commit (group commit); 0 writes each at once.
+BILLING_USAGE_LINGER_MS = env.float("BILLING_USAGE_LINGER_MS", default=2.0)
 
 # --- Budget alerts (alerts/) ---
 # Webhook calls: seconds per try, tries in all, and the first retry's delay (doubled per try, at most an hour).
