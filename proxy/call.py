@@ -5,9 +5,9 @@ ends it with `Done(cancelled)` carrying the tokens so far (estimated where the p
 and the usage row is written exactly once (`routing.metering.arecord` is idempotent on its key).
 
 The usage row is written after the answer, not before it: its commit (a Postgres round trip waiting on the
-WAL flush, plus a thread hop and the budget settle) was the largest part of what the proxy added to a call
-(bench/README.md, "Proxy API"); now the client has the answer while the row is being written. What the answer says about money does not depend
-on the row: the billed amount is `money.billed_amount(cost, the plan's markup)`, the same rule usage_record
+WAL flush, and the budget settle) was the largest part of what the proxy added to a call (bench/README.md,
+"Proxy API"); now the client has the answer while the row is being written. What the answer says about money
+does not depend on the row: the billed amount is `money.billed_amount(cost, the plan's markup)`, the same rule usage_record
 applies, computed up front for the `x-kiwiclaw-billed` header and the final usage chunk. The trade-off: the
 row lands a few milliseconds after the client has the answer, so a reader that queries the ledger the instant
 a response arrives may not see it yet. The row is still written before the entry point's call returns
@@ -20,7 +20,7 @@ died with a restart) goes to the outbox at once (`metering.record_later`: fsynce
 through Redis), and the outbox writes it under the same key once the database answers — exactly one row, with the
 real tokens. Only if the outbox cannot keep it either is it logged with everything needed to replay it.
 The row is written on the event loop (`metering.arecord`, billing/usage_writer.py: the loop's own connection,
-no thread hop), and rows of calls ending together share one transaction.
+no thread hop), and rows of calls ending within a couple of milliseconds share one transaction.
 
 The money goes through `routing.metering`, the one metering path the chat's turns take too: the handler holds
 (`metering.ahold`), a call records its row (`metering.arecord`) or releases the hold (`metering.release`).
