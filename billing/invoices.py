@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from tenants.models import AuditEvent, Plan, Tenant
+from tenants.services import audit_record
 
 from . import money
 from .models import Invoice, InvoiceCounter
@@ -182,7 +183,8 @@ def invoice_finalize_month(*, month: date) -> list[Invoice]:
     """Close an ended month: a last rollup, then every draft gets the next invoice number and becomes final.
 
     Numbers come from the counter row locked FOR UPDATE in the same transaction, so they have no gaps and no
-    duplicates even with concurrent runs; a second run finds no drafts and does nothing.
+    duplicates even with concurrent runs; a second run finds no drafts and does nothing. Each invoice gets its
+    audit row (`invoice.finalize`, no actor: the audit log shows "system") in the same transaction.
     """
     _, end = month_bounds(month)
     if end > timezone.now():
@@ -203,6 +205,11 @@ def invoice_finalize_month(*, month: date) -> list[Invoice]:
             invoice.finalized_at = now
         Invoice.objects.bulk_update(drafts, ["number", "status", "finalized_at"], batch_size=500)
         counter.save(update_fields=["last_number"])
+        for invoice in drafts:  # the same row a finance user's "Finalize now" writes, by "system"
+            audit_record(actor=None, action="invoice.finalize", tenant=invoice.tenant, target=invoice,
+                         before={"status": Invoice.STATUS_DRAFT},
+                         after={"status": Invoice.STATUS_FINAL, "number": invoice.display_number,
+                                "total": str(invoice.total)})
     logger.info("finalized %d invoices for %s", len(drafts), month)
     return drafts
 

@@ -192,9 +192,11 @@ def test_numbering_stays_gapless_across_finalize_void_credit_and_refusals(past_d
             pass
     assert sorted(Invoice.objects.values_list("number", flat=True)) == [1, 2, 3, 4]
     assert list(CreditNote.objects.values_list("number", flat=True)) == [1, 2]
-    # One audit row per action taken: 1 finalize, 1 void, 2 credit notes (month finalization is beat's, unaudited).
-    assert [a for a in AuditEvent.objects.order_by("id").values_list("action", flat=True)] == [
-        "invoice.finalize", "invoice.void", "invoice.credit_note", "invoice.credit_note"]
+    # One audit row per action taken: finance's finalize, beat's three (by "system"), 1 void, 2 credit notes.
+    assert [(a, by) for a, by in AuditEvent.objects.order_by("id").values_list("action", "actor_email")] == [
+        ("invoice.finalize", manager.email), ("invoice.finalize", ""), ("invoice.finalize", ""),
+        ("invoice.finalize", ""), ("invoice.void", manager.email), ("invoice.credit_note", manager.email),
+        ("invoice.credit_note", manager.email)]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -16,6 +16,7 @@ from billing.services import (
     invoice_months_to_finalize,
     invoice_rollup,
 )
+from tenants.models import AuditEvent
 from tenants.services import tenant_change_plan
 from tests.billing.conftest import record_usage, record_usage_at
 from tests.factories import TenantFactory, UserFactory
@@ -170,6 +171,14 @@ def test_finalize_numbers_invoices_in_sequence_without_gaps(acme, globex):
         ("Acme Corp", 1, "final"), ("Globex", 2, "final"), ("Initech", 3, "final")]
     assert invoice_finalize_month(month=PAST) == []  # a second run changes nothing
     assert sorted(Invoice.objects.values_list("number", flat=True)) == [1, 2, 3]
+    # One audit row per invoice, by no one (the audit log shows "system"), and none for the second run.
+    events = AuditEvent.objects.filter(action="invoice.finalize").order_by("id")
+    assert [(e.tenant.name, e.actor_id, e.actor_email, e.target_type, e.after["number"], e.before["status"])
+            for e in events] == [("Acme Corp", None, "", "invoice", "KC-000001", "draft"),
+                                 ("Globex", None, "", "invoice", "KC-000002", "draft"),
+                                 ("Initech", None, "", "invoice", "KC-000003", "draft")]
+    assert [e.target_id for e in events] == [str(i.pk) for i in finalized]
+    assert [e.after["total"] for e in events] == [str(i.total) for i in finalized]
 
     record_usage_at(acme, datetime(2025, 4, 2, tzinfo=UTC))
     # Only acme used April; the Pro fee alone makes no 2025 invoice for tenants created after it (all of them).
