@@ -36,7 +36,7 @@ from tenants.models import TIER_CHOICES, Membership, Tenant
 from .catalog import Catalog, EndpointInfo, catalog_cached, catalog_get
 from .cost import estimate_max_cost, estimate_tokens, price_usage
 from .errors import RoutingError, TierNotAllowed
-from .types import Attempt, ChatRequest, Prices, RouteResult, SmartDecision, Usage
+from .types import Attempt, ChatRequest, Prices, RouteResult, SmartDecision, ToolCall, Usage
 
 # --- hold, record, release ---
 
@@ -164,6 +164,7 @@ def result_from_dict(data: dict) -> RouteResult:
         prices=Prices(**{k: Decimal(v) for k, v in prices.items()}) if prices else None,
         error=data.get("error"), requested_tier=data.get("requested_tier", ""),
         smart=SmartDecision(**smart) if smart else None, stop_sequence=data.get("stop_sequence"),
+        tool_calls=tuple(ToolCall(**call) for call in data.get("tool_calls") or ()),
     )
 
 

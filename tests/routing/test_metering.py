@@ -1,5 +1,6 @@
 """The one metering path (routing.metering): hold, record or release, for chat turns and the proxy alike."""
 
+import json
 import pathlib
 import re
 from decimal import Decimal
@@ -11,6 +12,7 @@ from billing.budget import BudgetExceeded
 from billing.models import UsageRecord
 from routing import metering
 from routing.cost import estimate_max_cost, estimate_tokens, price_usage
+from routing.types import Attempt, Prices, RouteResult, SmartDecision, ToolCall, Usage
 
 from .conftest import ask, complete, run
 
@@ -103,3 +105,25 @@ def test_chat_and_proxy_meter_only_through_routing_metering():
                  for app in ("conversations", "proxy") for path in sorted((ROOT / app).rglob("*.py"))
                  for number, line in enumerate(path.read_text().splitlines(), 1) if direct.search(line)]
     assert offenders == []
+
+
+def test_a_result_kept_in_the_outbox_comes_back_whole():
+    """What `record_later` keeps (`RouteResult.as_dict`, stored as JSON) reads back as the same result, money as
+    Decimal and the answer's tool calls included."""
+    result = RouteResult(
+        text="", finish_reason="tool_calls", tier="max", endpoint="claude-opus-4-6", provider="anthropic",
+        upstream_model="claude-opus-4-6", usage=Usage(input_tokens=1200, output_tokens=40, cache_read_tokens=800),
+        attempts=[Attempt(endpoint="kimi-k2.5", provider="moonshot", outcome="error", error_kind="overloaded",
+                          latency_ms=12.5, detail="529"),
+                  Attempt(endpoint="claude-opus-4-6", provider="anthropic", outcome="ok", latency_ms=850.0,
+                          ttft_ms=300.0)],
+        fallback_count=1, reason="fallback", cost=Decimal("0.0123456789"),
+        prices=Prices(input=Decimal("5"), output=Decimal("25"), cache_write=Decimal("6.25"),
+                      cache_read=Decimal("0.5")),
+        requested_tier="auto", smart=SmartDecision(score=0.91, threshold=0.6, level=5, version="v3", escalated=True),
+        tool_calls=(ToolCall(id="toolu_1", name="get_weather", arguments='{"city": "Auckland"}'),
+                    ToolCall(id="toolu_2", name="get_time", arguments="{}")),
+    )
+    back = metering.result_from_dict(json.loads(json.dumps(result.as_dict())))
+    assert back == result
+    assert back.tool_calls[0].arguments == '{"city": "Auckland"}' and isinstance(back.cost, Decimal)
