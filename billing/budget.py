@@ -350,11 +350,7 @@ async def abudget_settle(rows: Sequence[UsageRecord]) -> None:
     calls = [_settle_call(tenant_id=r.tenant_id, key=r.key, billed=r.billed, recorded_at=r.recorded_at)
              for r in rows]
     try:
-        if len(calls) == 1:  # a lone row: the script itself, without a pipeline's bookkeeping
-            script, keys, args = calls[0][1]
-            replies = [await script.arun(keys, args)]
-        else:
-            replies = await arun_scripts(*(call for _, call in calls))
+        replies = await arun_scripts(*(call for _, call in calls))
     except (redis.RedisError, OSError):
         logger.exception("budget settle failed for %s; the reconcile task will repair their tenants",
                          ", ".join(r.key for r in rows))

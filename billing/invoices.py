@@ -15,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from tenants.models import AuditEvent, Plan, Tenant
-from tenants.services import audit_record
+from tenants.services import audit_event
 
 from . import money
 from .models import Invoice, InvoiceCounter
@@ -205,11 +205,13 @@ def invoice_finalize_month(*, month: date) -> list[Invoice]:
             invoice.finalized_at = now
         Invoice.objects.bulk_update(drafts, ["number", "status", "finalized_at"], batch_size=500)
         counter.save(update_fields=["last_number"])
-        for invoice in drafts:  # the same row a finance user's "Finalize now" writes, by "system"
-            audit_record(actor=None, action="invoice.finalize", tenant=invoice.tenant, target=invoice,
-                         before={"status": Invoice.STATUS_DRAFT},
-                         after={"status": Invoice.STATUS_FINAL, "number": invoice.display_number,
-                                "total": str(invoice.total)})
+        # The same row per invoice a finance user's "Finalize now" writes, by "system".
+        AuditEvent.objects.bulk_create([
+            audit_event(actor=None, action="invoice.finalize", tenant=invoice.tenant, target=invoice,
+                        before={"status": Invoice.STATUS_DRAFT},
+                        after={"status": Invoice.STATUS_FINAL, "number": invoice.display_number,
+                               "total": str(invoice.total)})
+            for invoice in drafts], batch_size=500)
     logger.info("finalized %d invoices for %s", len(drafts), month)
     return drafts
 

@@ -155,7 +155,11 @@ async def arun_scripts(*calls: tuple[Script, Sequence, Sequence]) -> list:
     """Run independent scripts, `(script, keys, args)` each, in one round trip on the loop's async client (a
     pipeline, not a transaction: each is atomic, the group is not). Returns each one's reply, as `arun` would;
     a script the server does not know yet is run again on its own (EVALSHA did not run it), and any other
-    error is raised after the replies are in."""
+    error is raised after the replies are in. A single script runs as `arun` does, without a pipeline's
+    bookkeeping."""
+    if len(calls) == 1:
+        script, keys, args = calls[0]
+        return [await script.arun(keys, args)]
     pipe = redis_async().pipeline(transaction=False)
     for script, keys, args in calls:
         pipe.evalsha(script.sha, len(keys), *keys, *args)

@@ -44,7 +44,23 @@ def audit_record(
     after: dict | None = None,
 ) -> AuditEvent:
     """Append one audit row. Call inside the transaction of the change it records."""
-    return AuditEvent.objects.create(
+    event = audit_event(actor=actor, action=action, tenant=tenant, target=target, before=before, after=after)
+    event.save(force_insert=True)
+    return event
+
+
+def audit_event(
+    *,
+    actor: User | None,
+    action: str,
+    tenant: Tenant | None = None,
+    target=None,
+    before: dict | None = None,
+    after: dict | None = None,
+) -> AuditEvent:
+    """One audit row, not yet saved: `audit_record` appends one; a change made to many objects at once appends
+    theirs with `AuditEvent.objects.bulk_create`, in the same transaction."""
+    return AuditEvent(
         actor=actor if actor and actor.pk else None,
         actor_email=actor.email if actor and actor.pk else "",
         tenant=tenant,

@@ -178,6 +178,8 @@ def test_scripts_sent_together_answer_in_order_known_to_the_server_or_not(redis_
     async def main():
         try:
             replies = await arun_scripts((known, [], [41]), (unknown, ["kc:x"], ["y"]))
+            lone = Script(f"-- {os.urandom(8).hex()}\nreturn ARGV[1] * 2")  # one script alone, unknown at first
+            assert await arun_scripts((lone, [], [21])) == [42]
             with pytest.raises(redis.ResponseError, match="no such thing"):
                 await arun_scripts((known, [], [1]), (failing, [], []))
             return replies
